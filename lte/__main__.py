@@ -1,0 +1,5 @@
+import sys
+
+from lte.cli import main
+
+sys.exit(main())

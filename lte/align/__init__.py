@@ -1,0 +1,1 @@
+"""Alignment: collator, label masks, the Trainer + DeepSpeed entry point."""

@@ -1,0 +1,1 @@
+"""Parallel alignment corpus: pure construction functions and the Ray Data driver."""

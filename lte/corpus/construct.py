@@ -1,0 +1,131 @@
+"""Parallel-corpus construction as pure functions (no Ray, no I/O), following the LTE paper.
+
+Every example exists twice: with edit descriptors in the editing prompt and bare. Randomness
+comes from a generator seeded by (seed, record id), so the output for a record does not depend
+on how records are partitioned across workers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from lte.data.record import QA, EditRecord
+from lte.prompts import user_messages
+
+IN_SCOPE, OUT_OF_SCOPE, LINGUISTIC = "in_scope", "out_of_scope", "linguistic"
+CAPABILITIES = (IN_SCOPE, OUT_OF_SCOPE, LINGUISTIC)
+
+# The paper's threefold strategy: share of with-edit examples carrying 1, 2 or 3 descriptors.
+THREEFOLD = ((1, 0.50), (2, 0.25), (3, 0.25))
+
+
+@dataclass
+class Example:
+    """One chat example of the corpus shard schema (before tokenization)."""
+
+    id: str
+    source: str
+    capability: str
+    with_edit: bool
+    n_descriptors: int
+    messages: list[dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ConstructOptions:
+    seed: int = 0
+    rewrite_share: float = 0.3  # in-scope questions asked with the rewrite prompt, else a paraphrase
+    descriptor_order: str = "first"  # first (the paper: true edit first) | shuffled (ablation)
+    max_distractors: int = 2
+    out_of_scope: bool = True  # False: the paper's ablation without out-of-scope data
+
+
+def record_rng(seed: int, key: str) -> random.Random:
+    return random.Random(f"{seed}:{key}")
+
+
+def draw_n_descriptors(rng: random.Random, max_distractors: int = 2) -> int:
+    r, acc = rng.random(), 0.0
+    for n, share in THREEFOLD:
+        acc += share
+        if r < acc:
+            return min(n, max_distractors + 1)
+    return min(THREEFOLD[-1][0], max_distractors + 1)
+
+
+def descriptors_for(edit: str, distractors: Sequence[str], rng: random.Random,
+                    opts: ConstructOptions) -> list[str]:
+    """The true descriptor plus 0-2 distractors (threefold), in the configured order."""
+    n = draw_n_descriptors(rng, opts.max_distractors)
+    pool = [d for d in distractors if d != edit]
+    chosen = rng.sample(pool, min(n - 1, len(pool)))
+    descs = [edit, *chosen]
+    if opts.descriptor_order == "shuffled":
+        rng.shuffle(descs)
+    return descs
+
+
+def _pair(ex_id: str, source: str, capability: str, question: str, descs: list[str],
+          answer_with: str, answer_bare: str | None) -> list[Example]:
+    """The with-edit example and, where an original answer exists, its bare twin."""
+    out = [Example(f"{ex_id}/edit", source, capability, True, len(descs),
+                   [*user_messages(question, descs), {"role": "assistant", "content": answer_with}])]
+    if answer_bare is not None:
+        out.append(Example(f"{ex_id}/bare", source, capability, False, 0,
+                           [*user_messages(question, []),
+                            {"role": "assistant", "content": answer_bare}]))
+    return out
+
+
+OriginalAnswer = Callable[[EditRecord, str], "str | None"]
+
+
+def data_original_answer(record: EditRecord, question: str) -> str | None:
+    """`answers: data`: the ground truth in the file, when the question is the edit's own."""
+    return record.ground_truth[0] if record.ground_truth else None
+
+
+def edit_examples(record: EditRecord, distractors: Sequence[str], opts: ConstructOptions,
+                  original_answer: OriginalAnswer = data_original_answer) -> list[Example]:
+    """In-scope and out-of-scope examples (with bare twins) for one edit record."""
+    rng = record_rng(opts.seed, record.case_id)
+    edit = record.descriptor
+    out: list[Example] = []
+    base = f"{record.source}:{record.case_id}"
+
+    has_original = original_answer(record, record.prompt) is not None
+    use_rewrite = not record.rephrase_prompts or rng.random() < opts.rewrite_share
+    question = record.prompt if use_rewrite else rng.choice(record.rephrase_prompts)
+    out += _pair(f"{base}/in/q", record.source, IN_SCOPE, question,
+                 descriptors_for(edit, distractors, rng, opts), record.target_new,
+                 original_answer(record, question))
+    for kind in sorted(record.portability):
+        for j, qa in enumerate(record.portability[kind]):
+            out += _pair(f"{base}/in/{kind}{j}", record.source, IN_SCOPE, qa.prompt,
+                         descriptors_for(edit, distractors, rng, opts), qa.answer,
+                         None if original_answer is data_original_answer
+                         else original_answer(record, qa.prompt))
+    if opts.out_of_scope and has_original:  # no original answer anywhere: in-scope only
+        for kind in sorted(record.locality):
+            for j, qa in enumerate(record.locality[kind]):
+                out += _pair(f"{base}/out/{kind}{j}", record.source, OUT_OF_SCOPE, qa.prompt,
+                             descriptors_for(edit, distractors, rng, opts), qa.answer, qa.answer)
+    return out
+
+
+def linguistic_examples(instructions: Iterable[tuple[str, QA]], unrelated: Sequence[str],
+                        opts: ConstructOptions, source: str = "instructions") -> list[Example]:
+    """General instructions answered as without edits, with an unrelated edit in the prompt."""
+    out: list[Example] = []
+    for key, qa in instructions:
+        rng = record_rng(opts.seed, f"ling:{key}")
+        edit = rng.choice(list(unrelated))
+        descs = descriptors_for(edit, unrelated, rng, opts)
+        out += _pair(f"{source}:{key}/ling", source, LINGUISTIC, qa.prompt, descs,
+                     qa.answer, qa.answer)
+    return out

