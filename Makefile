@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# torch: the CPU build on machines without CUDA (nvidia-smi absent), else the default build.
-TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
+# torch pinned: the CPU build from local disk here, PyPI's CUDA build of the same release elsewhere.
+TORCH_SPEC ?= torch==2.13.0
 # Constraints reach source builds too (deepspeed), so nothing pulls another torch.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export DS_BUILD_OPS := 0

@@ -69,6 +69,67 @@ class ModelConfig:
         _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
 
 
+@dataclass
+class EditorConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    memory_dir: str | None = None  # an existing memory folder to open; None: a new temporary one
+    batch_size: int = 16  # questions per forward pass (left-padded)
+
+    def __post_init__(self):
+        _check_positive("editor.batch_size", self.batch_size)
+
+
+@dataclass
+class FTLConfig:
+    layer: int = -1  # decoder layer whose MLP is tuned (EasyEdit FT-L: one layer); -1 = last
+    module: str = "mlp.down_proj"  # parameter (under the layer) that is tuned
+    lr: float = 5e-4  # Adam learning rate (EasyEdit FT llama hparams)
+    steps: int = 25  # optimisation steps per edit (single/sequential) or per batch
+    norm_constraint: float = 5e-5  # max |w - w_orig| per weight after each step (FT-L's "L")
+    objective: str = "prompt_last"  # prompt_last (FT-L) | target_new (FT-M, teacher-forced)
+    batch_size: int = 8  # edits per optimisation step in the batch protocol
+
+    def __post_init__(self):
+        _check_choice("ftl.objective", self.objective, ("prompt_last", "target_new"))
+        _check_positive("ftl.steps", self.steps)
+        _check_positive("ftl.batch_size", self.batch_size)
+
+
+EVAL_METHODS = ("lte", "no-edit", "prompt-only", "gold-context", "ft-l")
+EVAL_PROTOCOLS = ("single", "batch", "sequential")
+
+
+@dataclass
+class EvalConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    base_model: str | None = None  # the model before alignment, for prompt-only (None: skipped)
+    data: list[str] = field(default_factory=list)  # edit files (any lte.data format)
+    data_format: str | None = None  # force a reader format; None: detected per file
+    methods: list[str] = field(default_factory=lambda: list(EVAL_METHODS))
+    protocols: list[str] = field(default_factory=lambda: ["batch"])
+    sizes: list[int] = field(default_factory=lambda: [100])  # N edits per run (first N, seeded order)
+    seed: int = 0  # order in which edits are drawn and streamed
+    batch_size: int = 16  # questions per forward pass
+    fluency_cases: int = 50  # cases whose 100-token generation is scored (costly on CPU)
+    fluency_tokens: int = 100  # generated tokens per fluency sample (KnowEdit: 100)
+    single_cases: int = 100  # cap on cases in the single protocol (one memory reset each)
+    ftl: FTLConfig = field(default_factory=FTLConfig)
+    out: str = "eval-out"  # output folder: results.json, results.md, plots
+    wandb_project: str | None = None  # log the results table to W&B when set
+
+    def __post_init__(self):
+        for m in self.methods:
+            _check_choice("eval.methods", m, EVAL_METHODS)
+        for p in self.protocols:
+            _check_choice("eval.protocols", p, EVAL_PROTOCOLS)
+        for s in self.sizes:
+            _check_positive("eval.sizes", s)
+        _check_positive("eval.batch_size", self.batch_size)
+        _check_positive("eval.fluency_tokens", self.fluency_tokens)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading, overrides, saving
 # --------------------------------------------------------------------------------------------
@@ -235,6 +296,15 @@ def save_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Pat
     path = out / name
     path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return path
+
+
+def stage_config_class(stage: str) -> type:
+    """The dataclass that `configs/<stage>/*.yaml` presets fill: `<Stage>Config` in this module."""
+    name = stage.capitalize() + "Config"
+    cls = globals().get(name)
+    if cls is None or not _is_dataclass_type(cls):
+        raise UserError(f"no config class for stage '{stage}' (expected lte.config.{name})")
+    return cls
 
 
 def format_config(cfg: Any) -> str:
