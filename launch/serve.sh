@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Serve LTE on this machine (local Ray instance, foreground; Ctrl-C stops it).
+#   launch/serve.sh [CONFIG] [lte serve flags...]
+#   LTE_API_TOKEN=secret launch/serve.sh configs/serve/tiny.yaml --port 8765
+# Multi-node: slurm/serve.sh starts a Ray cluster and runs this same command with ray_address=auto.
+set -euo pipefail
+
+CONFIG=${1:-configs/serve/tiny.yaml}
+shift || true
+LTE=${LTE:-lte}
+
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
+export TOKENIZERS_PARALLELISM=false
+
+exec "$LTE" serve --config "$CONFIG" "$@"

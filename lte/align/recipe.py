@@ -1,0 +1,277 @@
+"""The alignment run, top to bottom: config -> corpus -> model -> Trainer (+ DeepSpeed) -> final/.
+
+The same function serves `lte align` under torchrun / the deepspeed launcher / srun (one process
+per device) and a plain single-process call (the demo). Global batch is fixed by the config and
+the gradient accumulation is derived from the world size, so a run means the same on 1 GPU or 64.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from lte.align import distributed as dist
+from lte.align.checkpoint import (
+    FINAL_DIR,
+    checkpoints,
+    code_version,
+    newest_checkpoint,
+    write_meta,
+)
+from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
+from lte.align.tracking import Throughput, flops_per_token, log_run_config, peak_tflops, setup_wandb
+from lte.config import AlignConfig, config_to_dict, format_config, save_config
+from lte.errors import UserError
+
+log = logging.getLogger("lte.align")
+VERIFY_FILE = "verify_save.safetensors"
+
+
+def grad_accumulation(global_batch: int, micro_batch: int, world: int) -> int:
+    """Accumulation steps that keep `global_batch` sequences per optimizer step."""
+    per_step = micro_batch * world
+    if global_batch % per_step:
+        fits = [m for m in range(1, global_batch + 1) if global_batch % (m * world) == 0]
+        raise UserError(f"global_batch_size={global_batch} is not a multiple of "
+                        f"micro_batch_size x processes = {micro_batch} x {world}; micro batch "
+                        f"sizes that fit {world} processes: {', '.join(map(str, fits[:8]))}",
+                        field="micro_batch_size")
+    return global_batch // per_step
+
+
+def _use_cpu(cfg: AlignConfig) -> bool:
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda, but no CUDA device is visible", field="device")
+    return cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+
+
+def _resume_point(cfg: AlignConfig, resume: bool) -> Path | None:
+    found = newest_checkpoint(cfg.out)
+    if found and not resume:
+        raise UserError(f"holds checkpoints ({', '.join(p.name for p in checkpoints(cfg.out))}); "
+                        "pass --resume to continue, or choose another --out", file=cfg.out)
+    if resume and not found:
+        log.warning("--resume: no complete checkpoint in %s; starting from step 0", cfg.out)
+    return found
+
+
+def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, use_cpu: bool,
+                   report_to: list[str], run_name: str):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=cfg.out, run_name=run_name, report_to=report_to or "none",
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2,
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        deepspeed=ds_config, use_cpu=use_cpu, seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, dataloader_num_workers=cfg.dataloader_workers,
+        remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
+    )
+
+
+def _tokenizer_name(cfg: AlignConfig) -> str:
+    """The configured tokenizer; else the one the corpus trained for itself; else the model's."""
+    if cfg.tokenizer:
+        return cfg.tokenizer
+    manifest, _ = read_manifest(cfg.corpus)
+    trained = Path(cfg.corpus) / TOKENIZER_DIR
+    if manifest.get("tokenizer") == "train" and trained.is_dir():
+        return str(trained)
+    return cfg.model.name_or_path
+
+
+def _load_tokenizer(cfg: AlignConfig):
+    from lte.modeling.load import load_tokenizer, resolve_model_path
+
+    name = _tokenizer_name(cfg)
+    if not cfg.trust_remote_code:
+        return load_tokenizer(name)
+    from transformers import AutoTokenizer  # Qwen v1 ships its tokenizer as remote code
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=True)
+    tok.pad_token = tok.pad_token or tok.eos_token
+    return tok
+
+
+def _build_model(cfg: AlignConfig, tokenizer):
+    """Pretrained weights, or fresh ones of the same architecture (+ `architecture` overrides).
+
+    Built after TrainingArguments so that, under ZeRO-3, transformers constructs the model inside
+    `deepspeed.zero.Init` and every rank only ever holds its own partition.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
+
+    from lte.modeling.load import resolve_model_path
+
+    path = resolve_model_path(cfg.model.name_or_path)
+    dtype = getattr(torch, cfg.model.dtype)
+    set_seed(cfg.seed)
+    try:
+        if cfg.init == "scratch":
+            config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+            overrides = {"vocab_size": len(tokenizer), **cfg.architecture}
+            for key, value in overrides.items():
+                if not hasattr(config, key):
+                    raise UserError(f"the {config.model_type} config has no field '{key}'",
+                                    field=f"architecture.{key}")
+                setattr(config, key, value)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype,
+                                                     trust_remote_code=cfg.trust_remote_code)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise UserError(f"cannot load model '{cfg.model.name_or_path}' "
+                        f"({str(e).splitlines()[0]})", field="model.name_or_path") from None
+    model.config.use_cache = False  # no KV cache in training; required by checkpointing
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb):
+    from transformers import Trainer, TrainerCallback
+
+    class AlignTrainer(Trainer):
+        def log(self, logs, *a, **kw):
+            if "loss" in logs:  # training logs only, not the final summary
+                logs.update(throughput.update(self.state.num_input_tokens_seen,
+                                              time.perf_counter()))
+            super().log(logs, *a, **kw)
+
+    class RunInfo(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            throughput.update(state.num_input_tokens_seen, time.perf_counter())
+            part = dist.partition_summary(model)
+            rank_dir = Path(cfg.out) / "ranks"
+            rank_dir.mkdir(parents=True, exist_ok=True)
+            (rank_dir / f"rank{part['rank']}.json").write_text(json.dumps(part) + "\n")
+            if dist.is_main():
+                log.info("partition on rank 0: %s", part)
+                if args.report_to and "wandb" in args.report_to:
+                    log_run_config(meta_for_wandb)
+
+    return AlignTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                        callbacks=[RunInfo()])
+
+
+def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
+    """Logits of the trained engine vs. the reloaded final/ folder on one corpus example.
+
+    Under ZeRO-3 the engine's forward gathers parameters collectively, so every rank runs it.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([example["input_ids"][:64]])
+    engine = trainer.model_wrapped
+    module = getattr(engine, "module", engine)
+    module.eval()
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        trained = module(input_ids=ids.to(device)).logits.float().cpu()
+    result = {}
+    if dist.is_main():
+        with dist.outside_zero3():
+            reloaded = AutoModelForCausalLM.from_pretrained(final, dtype="auto")
+        reloaded.eval()
+        with torch.no_grad():
+            again = reloaded(input_ids=ids).logits.float()
+        diff = float((again - trained).abs().max())
+        tol = 1e-4 if next(reloaded.parameters()).dtype == torch.float32 else 5e-2
+        result = {"max_abs_logit_diff": diff, "tolerance": tol, "ok": diff <= tol}
+        save_file({"input_ids": ids, "logits": trained.contiguous()}, str(out / VERIFY_FILE))
+    return dist.broadcast_object(result)
+
+
+def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
+    """Train per `cfg`; returns the final checkpoint folder (`cfg.out`/final)."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    use_cpu = _use_cpu(cfg)
+    ds_config = dist.load_deepspeed_config(cfg.deepspeed) if cfg.deepspeed else None
+    own_group = False
+    if ds_config is not None:
+        own_group = dist.setup_single_process()
+        if use_cpu:
+            dist.skip_cpu_shm_kernel()
+    out = Path(cfg.out)
+    world = dist.world_size()
+    accumulation = grad_accumulation(cfg.global_batch_size, cfg.micro_batch_size, world)
+    ckpt = _resume_point(cfg, resume)
+    run_name = cfg.wandb.run_name or out.resolve().name
+    report_to = setup_wandb(cfg, run_name)
+
+    args = _training_args(cfg, ds_config, accumulation, use_cpu, report_to, run_name)
+    if ds_config is not None:
+        _ = args.device  # sets up the process group (gloo on CPU, NCCL on GPU)
+        dist.init_deepspeed_comm(use_cpu)
+    tokenizer = _load_tokenizer(cfg)
+    corpus = load_corpus(cfg.corpus, tokenizer, cfg.max_length)
+    model = _build_model(cfg, tokenizer)
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    mean_len = corpus.tokens / len(corpus.examples)
+    throughput = Throughput(flops_per_token(model.config, n_params, mean_len),
+                            peak_tflops(cfg), world)
+    meta = {
+        "config": config_to_dict(cfg), "corpus_manifest_sha256": corpus.manifest_sha256,
+        "corpus_manifest": corpus.manifest, "code_version": code_version(),
+        "world_size": world, "gradient_accumulation": accumulation,
+        "zero_stage": dist.zero_stage(ds_config), "parameters": n_params,
+        "examples": len(corpus.examples), "examples_truncated": corpus.truncated,
+        "examples_dropped": corpus.dropped, "resumed_from": str(ckpt) if ckpt else None,
+    }
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out)
+        log.info("resolved config:\n%s", format_config(cfg))
+        log.info("%d examples (%d truncated, %d dropped), %d processes x micro batch %d x "
+                 "accumulation %d = global batch %d, %.1fM parameters, ZeRO stage %d",
+                 len(corpus.examples), corpus.truncated, corpus.dropped, world,
+                 cfg.micro_batch_size, accumulation, cfg.global_batch_size, n_params / 1e6,
+                 meta["zero_stage"])
+    collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=None if use_cpu else 8)
+    trainer = _make_trainer(cfg, args, model, ExampleDataset(corpus.examples), collator,
+                            throughput, meta)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+
+    final = out / FINAL_DIR
+    trainer.save_model(str(final))  # ZeRO-3: gathers the 16-bit weights onto rank 0
+    if dist.is_main():
+        (final / "training_args.bin").unlink(missing_ok=True)  # a pickle; checkpoints keep theirs
+        tokenizer.save_pretrained(final)
+        trainer.save_state()  # trainer_state.json (loss history) beside final/
+    if cfg.verify_save:
+        dist.barrier()
+        meta["verify_save"] = _verify_save(trainer, final, corpus.examples[0], out)
+        if not meta["verify_save"]["ok"]:
+            raise RuntimeError(f"saved checkpoint differs from the trained engine: "
+                               f"{meta['verify_save']}")
+    if dist.is_main():
+        meta["global_step"] = trainer.state.global_step
+        write_meta(final, meta)
+        write_meta(out, meta)
+        log.info("final checkpoint: %s", final)
+    if own_group:
+        dist.shutdown()
+        dist.clear_single_process()
+    else:
+        dist.barrier()
+    return final

@@ -1,0 +1,89 @@
+"""Throughput, MFU and W&B for the alignment run.
+
+Tokens/s counts non-padding tokens over all ranks (the Trainer gathers them). MFU uses the
+PaLM estimate of training FLOPs per token, 6 N + 12 L H S (weights plus attention), against the
+device's dense bf16 peak; it is logged on GPU only, where a peak is known.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from lte.availability import wandb_enabled
+from lte.config import AlignConfig
+
+# Dense bf16 peak TFLOPS per device, keyed by a name fragment of torch.cuda.get_device_name().
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
+               "L4": 121.0, "V100": 125.0}
+
+
+def peak_tflops(cfg: AlignConfig) -> float | None:
+    if cfg.peak_tflops:
+        return cfg.peak_tflops
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def flops_per_token(model_config, n_params: int, seq_len: float) -> float:
+    layers = getattr(model_config, "num_hidden_layers", 0)
+    hidden = getattr(model_config, "hidden_size", 0)
+    return 6.0 * n_params + 12.0 * layers * hidden * seq_len
+
+
+class Throughput:
+    """Tokens/s and MFU between two log calls."""
+
+    def __init__(self, flops_per_token: float, peak_tflops: float | None, world_size: int):
+        self.flops_per_token = flops_per_token
+        self.peak = peak_tflops
+        self.world = world_size
+        self.last_tokens = 0
+        self.last_time: float | None = None
+
+    def update(self, tokens_seen: int, now: float) -> dict:
+        out = {}
+        if self.last_time is not None and now > self.last_time and tokens_seen > self.last_tokens:
+            rate = (tokens_seen - self.last_tokens) / (now - self.last_time)
+            out["tokens_per_s"] = round(rate, 1)
+            if self.peak:
+                out["mfu"] = round(rate * self.flops_per_token / (self.peak * 1e12 * self.world), 4)
+        self.last_tokens, self.last_time = tokens_seen, now
+        return out
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def setup_wandb(cfg: AlignConfig, run_name: str) -> list[str]:
+    """The Trainer's `report_to`: W&B when a project is configured (offline without a key)."""
+    if not cfg.wandb.project or not wandb_enabled():
+        return []
+    os.environ["WANDB_PROJECT"] = cfg.wandb.project
+    if cfg.wandb.entity:
+        os.environ["WANDB_ENTITY"] = cfg.wandb.entity
+    if cfg.wandb.tags:
+        os.environ["WANDB_TAGS"] = ",".join(cfg.wandb.tags)
+    if not _has_wandb_key():
+        os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_NAME", run_name)
+    return ["wandb"]
+
+
+def log_run_config(extra: dict) -> None:
+    """Adds the corpus manifest and the resolved config to the active W&B run, if any."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.config.update(extra, allow_val_change=True)

@@ -1,0 +1,102 @@
+"""The evaluated methods: LTE and its baselines, all behind one small protocol.
+
+A method decides two things: what happens when edits arrive (`insert`), and what context a
+question is asked with (`contexts`). Scoring and generation are the editor's, so every method is
+measured by the same code on the same model.
+
+- `lte`: the aligned model; edits go to the memory; questions retrieve their descriptors.
+- `prompt-only`: the same retrieval and editing prompt on the base model before alignment
+  (the paper's ablation).
+- `gold-context`: the case's own descriptor is given, no retrieval (the in-context upper bound).
+- `no-edit`: the question alone; edits are ignored.
+- `ft-l`: EasyEdit's FT-L fine-tunes one MLP matrix on the edits (`lte.eval.ftl`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from lte.data.record import EditRecord
+from lte.editor import LTEEditor
+
+
+class Method(Protocol):
+    name: str
+    editor: LTEEditor
+    retrieves: bool  # whether retrieval metrics apply
+
+    def reset(self) -> None:
+        """Undo every edit this method inserted."""
+
+    def insert(self, records: Sequence[EditRecord]) -> dict[str, int]:
+        """Apply edits; returns case_id -> memory id (empty for methods without memory)."""
+
+    def contexts(self, questions: Sequence[str], owners: Sequence[EditRecord],
+                 k: int) -> tuple[list[list[str]], list[list]]:
+        """(descriptors per question, memory hits per question, up to k)."""
+
+
+class RetrievalMethod:
+    """LTE (aligned model) or prompt-only (base model): memory + retrieval + editing prompt."""
+
+    retrieves = True
+
+    def __init__(self, name: str, editor: LTEEditor):
+        self.name, self.editor = name, editor
+        self._ids: list[int] = []
+
+    def reset(self) -> None:
+        if self._ids:
+            self.editor.forget(self._ids)
+        self._ids = []
+
+    def insert(self, records):
+        ids = self.editor.edit(records)
+        self._ids.extend(ids)
+        return {r.case_id: i for r, i in zip(records, ids)}
+
+    def contexts(self, questions, owners, k):
+        return self.editor.contexts(list(questions), k=k)
+
+
+class GoldContext:
+    retrieves = False
+    name = "gold-context"
+
+    def __init__(self, editor: LTEEditor):
+        self.editor = editor
+
+    def reset(self) -> None:
+        pass
+
+    def insert(self, records):
+        return {}
+
+    def contexts(self, questions, owners, k):
+        return [[o.descriptor] for o in owners], [[] for _ in questions]
+
+
+class NoEdit:
+    retrieves = False
+    name = "no-edit"
+
+    def __init__(self, editor: LTEEditor):
+        self.editor = editor
+
+    def reset(self) -> None:
+        pass
+
+    def insert(self, records):
+        return {}
+
+    def contexts(self, questions, owners, k):
+        return [[] for _ in questions], [[] for _ in questions]
+
+
+def timed_insert(method: Method, records: Sequence[EditRecord]) -> tuple[dict[str, int], float]:
+    """(case_id -> memory id, seconds) for inserting `records`."""
+    t0 = time.perf_counter()
+    ids = method.insert(list(records))
+    return ids, time.perf_counter() - t0

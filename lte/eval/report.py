@@ -1,0 +1,124 @@
+"""Reports of an evaluation: results.json, results.md tables, PNG plots per metric, W&B table."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from lte.errors import UserError
+from lte.eval.metrics import EXTRA_METRICS, HEADLINE_METRICS
+
+# Scaled x100 in tables like KnowEdit's (fluency is already on its x100 scale).
+_PERCENT = {"edit_succ", "portability", "locality", "rephrase_succ", "gen_em",
+            "retrieval_hit1", "retrieval_hitk"}
+
+
+def _columns(runs: list[dict]) -> list[str]:
+    present = {k for r in runs for k, v in r["metrics"].items() if v is not None}
+    cols = [m for m in HEADLINE_METRICS + EXTRA_METRICS if m in present]
+    cols += sorted(k for k in present if k.startswith(("portability_", "locality_")))
+    return cols
+
+
+def _fmt(name: str, value) -> str:
+    if value is None:
+        return "-"
+    if name in _PERCENT or name.startswith(("portability_", "locality_")):
+        return f"{100 * value:.2f}"
+    return f"{value:.2f}"
+
+
+def _label(run: dict) -> str:
+    return run["protocol"] if run["phase"] == "final" else f"{run['protocol']} ({run['phase']})"
+
+
+def render_markdown(results: dict) -> str:
+    """One table per dataset x protocol phase x size; rows are methods."""
+    runs = results["runs"]
+    cols = _columns(runs)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["dataset"], _label(r), r["size"])].append(r)
+    lines = ["# Evaluation results", "",
+             "Accuracies and locality in %, fluency = 100 x n-gram entropy, times in ms "
+             "(formulas: lte/eval/metrics.py).", ""]
+    for (dataset, label, size), rows in groups.items():
+        lines += [f"## {dataset} - {label} - N={size}", "",
+                  "| method | cases | " + " | ".join(cols) + " |",
+                  "|---|---|" + "---|" * len(cols)]
+        for r in rows:
+            cells = [_fmt(c, r["metrics"].get(c)) for c in cols]
+            lines.append(f"| {r['method']} | {r['n_cases']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out: Path) -> list[Path]:
+    """metric_<name>.png: the metric against N, one line per dataset/method/protocol phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    paths = []
+    for metric in _columns(runs):
+        lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for r in runs:
+            v = r["metrics"].get(metric)
+            if v is not None:
+                lines[f"{r['dataset']} {r['method']} {_label(r)}"].append((r["size"], v))
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, pts in sorted(lines.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("number of edits N")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        path = out / f"metric_{metric}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_all(results: dict, out: Path) -> None:
+    out = Path(out)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(render_markdown(results))
+    plot(results, out)
+
+
+def load(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "results.json"
+    if not path.is_file():
+        raise UserError("no results.json here; run `lte eval --out DIR` first", file=str(path))
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"not valid JSON ({e})", file=str(path)) from None
+    if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
+        raise UserError("not an lte eval results file (no 'runs' list)", file=str(path))
+    return results
+
+
+def log_wandb(results: dict, project: str) -> None:
+    """One W&B table with a row per run (offline without an API key)."""
+    from lte.availability import wandb_enabled
+
+    if not wandb_enabled():
+        return
+    import wandb
+
+    cols = _columns(results["runs"])
+    table = wandb.Table(columns=["dataset", "method", "protocol", "phase", "size", *cols])
+    for r in results["runs"]:
+        table.add_data(r["dataset"], r["method"], r["protocol"], r["phase"], r["size"],
+                       *[r["metrics"].get(c) for c in cols])
+    run = wandb.init(project=project, config=results.get("config"), job_type="eval")
+    run.log({"results": table})
+    run.finish()

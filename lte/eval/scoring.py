@@ -1,0 +1,119 @@
+"""Scores a list of cases on a method's current state -> `CaseResult`s (lte.eval.metrics).
+
+All questions of all cases go through the editor in a few batched calls: teacher-forced
+predictions for rewrite, rephrase, portability and locality questions; greedy generation for
+exact match and latency; 100-token generation for fluency on the first `fluency_cases` cases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lte import prompts
+from lte.data.record import EditRecord
+from lte.eval import metrics as M
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    hit_k: int = 5  # k of retrieval hit@k
+    fluency_cases: int = 50  # cases with a fluency sample (0: none)
+    fluency_tokens: int = 100
+    max_new_tokens: int = 16  # answer length for exact match
+
+
+@dataclass
+class _Item:
+    case: int
+    kind: str  # rephrase | portability | locality
+    sub: str | None
+    question: str
+    target: str
+
+
+def locality_items(records: Sequence[EditRecord]) -> list[tuple[int, str, str, str]]:
+    """(case index, kind, question, first answer) for every locality question."""
+    return [(i, kind, qa.prompt, qa.answer)
+            for i, r in enumerate(records) for kind, qas in r.locality.items() for qa in qas]
+
+
+def pre_edit_locality(editor, records: Sequence[EditRecord]) -> dict[str, list[list[int]]]:
+    """Pre-edit argmax on every locality answer (the bare question on the unedited model).
+
+    Keyed by case_id: one token list per locality question, in `locality_items` order.
+    """
+    items = locality_items(records)
+    preds = editor.predict_tokens([q for _, _, q, _ in items], [a for *_, a in items],
+                                  descriptors=[[] for _ in items])
+    out: dict[str, list[list[int]]] = {r.case_id: [] for r in records}
+    for (i, *_), p in zip(items, preds):
+        out[records[i].case_id].append(p.predicted)
+    return out
+
+
+def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int],
+                pre_locality: dict[str, list[list[int]]],
+                opts: ScoreOptions) -> tuple[list[M.CaseResult], float]:
+    """(case results, latency per query in ms) of `method` in its current state."""
+    editor = method.editor
+    records = list(records)
+    results = [M.CaseResult(case_id=r.case_id) for r in records]
+    tok = editor.tokenizer
+
+    # Rewrite prompts: retrieval + greedy answer, timed as the user would see it.
+    t0 = time.perf_counter()
+    rw_descs, rw_hits = method.contexts([r.prompt for r in records], records, opts.hit_k)
+    rw_prompt_ids = [prompts.prompt_and_target_ids(tok, r.prompt, d, "")[0]
+                     for r, d in zip(records, rw_descs)]
+    gen = editor.generate_ids(rw_prompt_ids, opts.max_new_tokens)
+    latency_ms = 1000.0 * (time.perf_counter() - t0) / max(len(records), 1)
+    answers = tok.batch_decode(gen, skip_special_tokens=True)
+
+    rw_preds = editor.predict_pairs([
+        (p, prompts.prompt_and_target_ids(tok, r.prompt, [], r.target_new)[1])
+        for p, r in zip(rw_prompt_ids, records)])
+    for i, r in enumerate(records):
+        res = results[i]
+        res.edit_succ = rw_preds[i].accuracy
+        res.gen_em = M.exact_match(answers[i].strip(), [r.target_new])
+        if method.retrieves and r.case_id in memory_ids:
+            ids = [h.id for h in rw_hits[i]]
+            res.hit1 = M.hit_at_k(ids, memory_ids[r.case_id], 1)
+            res.hitk = M.hit_at_k(ids, memory_ids[r.case_id], opts.hit_k)
+
+    # Every other question of every case, in one batched teacher-forced pass.
+    items: list[_Item] = []
+    for i, r in enumerate(records):
+        items += [_Item(i, "rephrase", None, q, r.target_new) for q in r.rephrase_prompts]
+        items += [_Item(i, "portability", k, qa.prompt, qa.answer)
+                  for k, qas in r.portability.items() for qa in qas]
+    loc = locality_items(records)
+    items += [_Item(i, "locality", k, q, a) for i, k, q, a in loc]
+    if items:
+        descs, _ = method.contexts([it.question for it in items],
+                                   [records[it.case] for it in items], opts.hit_k)
+        preds = editor.predict_tokens([it.question for it in items],
+                                      [it.target for it in items], descs)
+        loc_seen: dict[int, int] = {}
+        for it, p in zip(items, preds):
+            res = results[it.case]
+            if it.kind == "rephrase":
+                res.rephrase.append(p.accuracy)
+            elif it.kind == "portability":
+                res.portability.setdefault(it.sub, []).append(p.accuracy)
+            else:
+                j = loc_seen.get(it.case, 0)
+                loc_seen[it.case] = j + 1
+                pre = pre_locality[records[it.case].case_id][j]
+                res.locality.setdefault(it.sub, []).append(M.agreement(pre, p.predicted))
+
+    # Fluency: a fixed-length greedy continuation of the rewrite prompt.
+    n_flu = min(opts.fluency_cases, len(records))
+    if n_flu > 0:
+        flu = editor.generate_ids(rw_prompt_ids[:n_flu], opts.fluency_tokens,
+                                  min_new_tokens=opts.fluency_tokens)
+        for i, text in enumerate(tok.batch_decode(flu, skip_special_tokens=True)):
+            results[i].fluency = M.compute_n_gram_entropy(text)
+    return results, latency_ms

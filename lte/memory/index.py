@@ -1,0 +1,287 @@
+"""VectorIndex: FAISS inner-product search over edit ids, named by a factory string.
+
+Index structures (`MemoryConfig.index`):
+- `Flat`: `IndexIDMap2` over `IndexFlatIP`, exact.
+- `HNSW32` (any M): `IndexIDMap2` over `IndexHNSWFlat`. HNSW cannot remove vectors, so a removed
+  id becomes a tombstone filtered out by an `IDSelector` at search time; the graph is rebuilt
+  from the log once tombstones pass `TOMBSTONE_REBUILD` of it.
+- `IVF<nlist>,Flat` / `IVF<nlist>,PQ<m>` (`nlist` may be `auto`): the IVF index keeps the edit ids
+  itself (with a hashtable direct map for remove/reconstruct). `IndexIDMap2` is not used here:
+  its `remove_ids` compacts its id map but not the IVF's internal ids, so searches after a removal
+  return wrong ids (seen on faiss 1.15). Until enough vectors exist to train the centroids
+  (39 per list), an exact flat index stands in; once the memory grows past `retrain_factor` times
+  the size it was trained at, the centroids are trained again from the log's vectors.
+
+With faiss-gpu and CUDA (`lte.availability.faiss_gpu_available()`), searches go to a copy sharded
+over all GPUs, refreshed after changes; the CPU index stays the one that is changed and saved.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from lte.errors import UserError
+
+# Factory strings accepted; the structure names follow faiss's `index_factory`.
+INDEX_SPEC = re.compile(r"^(Flat|HNSW(\d+)(,Flat)?|IVF(\d+|auto),(Flat|PQ(\d+)(x\d+)?))$")
+# Short names for the CLI's --index.
+INDEX_PRESETS = {"flat": "Flat", "ivf": "IVFauto,Flat", "ivfpq": "IVFauto,PQ32", "hnsw": "HNSW32"}
+# k-means wants this many training points per centroid (faiss warns below 39).
+POINTS_PER_LIST = 39
+# Cap of training points per centroid: more costs time without better centroids.
+TRAIN_POINTS_PER_LIST = 64
+TOMBSTONE_REBUILD = 0.2
+
+VectorSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def check_index_spec(spec: str) -> str | None:
+    """None when `spec` is a supported factory string, else the problem in one line."""
+    if not INDEX_SPEC.match(spec):
+        return (f"index '{spec}' is not supported; use Flat, HNSW<M>, IVF<nlist|auto>,Flat or "
+                f"IVF<nlist|auto>,PQ<m> (or the presets {', '.join(INDEX_PRESETS)})")
+    return None
+
+
+def resolve_index_spec(spec: str) -> str:
+    return INDEX_PRESETS.get(spec, spec)
+
+
+@dataclass
+class _Spec:
+    kind: str  # flat | hnsw | ivf
+    hnsw_m: int = 32
+    nlist: int | None = None  # None: auto
+    coarse: str = "Flat"  # Flat | PQ<m>[x<bits>]
+
+
+def _parse(spec: str) -> _Spec:
+    m = INDEX_SPEC.match(spec)
+    if not m:
+        raise UserError(check_index_spec(spec), field="memory.index")
+    if spec == "Flat":
+        return _Spec("flat")
+    if m.group(2):
+        return _Spec("hnsw", hnsw_m=int(m.group(2)))
+    nlist = None if m.group(4) == "auto" else int(m.group(4))
+    return _Spec("ivf", nlist=nlist, coarse=m.group(5))
+
+
+def auto_nlist(n: int) -> int:
+    """About 4*sqrt(n) lists, a power of two, with enough points per list to train."""
+    target = 2 ** round(math.log2(max(4 * math.sqrt(max(n, 1)), 1)))
+    return int(max(16, min(target, n // POINTS_PER_LIST)))
+
+
+class VectorIndex:
+    """Edit id -> key vector, searched by inner product."""
+
+    def __init__(self, dim: int, spec: str, *, nprobe: int = 64, ef_search: int = 128,
+                 retrain_factor: float = 4.0, device: str = "auto"):
+        import faiss
+
+        self.faiss = faiss
+        self.dim, self.spec = dim, spec
+        self.s = _parse(spec)
+        if self.s.kind == "ivf" and self.s.coarse.startswith("PQ"):
+            m = int(re.match(r"PQ(\d+)", self.s.coarse).group(1))
+            if dim % m:
+                raise UserError(f"index '{spec}': PQ{m} needs the embedding size ({dim}) to be a "
+                                f"multiple of {m}", field="memory.index")
+        self.nprobe, self.ef_search, self.retrain_factor = nprobe, ef_search, retrain_factor
+        self.device = device
+        self.trained_at = 0  # live vectors when the IVF centroids were trained (0: untrained)
+        self.nlist = 0
+        self.tombstones: set[int] = set()
+        self._gpu = None
+        self._gpu_stale = True
+        self._hnsw_params = None
+        self._selector = None
+        self.index = self._empty()
+
+    # -- construction ----------------------------------------------------------------------
+    def _flat(self):
+        return self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(self.dim))
+
+    def _empty(self):
+        if self.s.kind == "hnsw":
+            inner = self.faiss.IndexHNSWFlat(self.dim, self.s.hnsw_m, self.faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = max(40, 2 * self.s.hnsw_m)
+            return self.faiss.IndexIDMap2(inner)
+        return self._flat()  # also the stand-in of an IVF index not trained yet
+
+    def _new_ivf(self, nlist: int):
+        f = self.faiss
+        idx = f.index_factory(self.dim, f"IVF{nlist},{self.s.coarse}", f.METRIC_INNER_PRODUCT)
+        idx.set_direct_map_type(f.DirectMap.Hashtable)
+        return idx
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.s.kind == "ivf" and self.trained_at > 0
+
+    def min_train(self) -> int:
+        return POINTS_PER_LIST * (self.s.nlist or 16)
+
+    def wants_rebuild(self, n_live: int) -> bool:
+        """True when IVF centroids should be (re)trained, or HNSW tombstones cleared."""
+        if self.s.kind == "hnsw":
+            return len(self.tombstones) > TOMBSTONE_REBUILD * max(self.index.ntotal, 1)
+        if self.s.kind != "ivf" or n_live < self.min_train():
+            return False
+        return self.trained_at == 0 or n_live >= self.retrain_factor * self.trained_at
+
+    def rebuild(self, source: VectorSource, n_live: int) -> None:
+        """Build the index again from every live (id, vector) of the log.
+
+        `source()` yields batches in id order; it is read twice for IVF (sample, then add).
+        """
+        self.tombstones.clear()
+        self._hnsw_params = None
+        self._gpu_stale = True
+        if self.s.kind != "ivf" or n_live < self.min_train():
+            self.trained_at = 0
+            self.index = self._empty()
+            for ids, vecs in source():
+                self.index.add_with_ids(vecs, ids)
+            return
+        nlist = self.s.nlist or auto_nlist(n_live)
+        idx = self._new_ivf(nlist)
+        want = min(n_live, TRAIN_POINTS_PER_LIST * nlist)
+        stride = max(1, n_live // want)
+        sample = np.concatenate([v[::stride] for _, v in _offset_batches(source(), stride)])
+        idx.cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
+        idx.train(sample)
+        for ids, vecs in source():
+            idx.add_with_ids(vecs, ids)
+        self.index, self.nlist, self.trained_at = idx, nlist, n_live
+
+    # -- changes -----------------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32),
+                                    np.asarray(ids, dtype=np.int64))
+            self._gpu_stale = True
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if not len(ids):
+            return
+        if self.s.kind == "hnsw":
+            self.tombstones.update(int(i) for i in ids)
+            self._hnsw_params = None
+        else:
+            self.index.remove_ids(ids)
+        self._gpu_stale = True
+
+    # -- search ------------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def n_live(self) -> int:
+        return self.ntotal - len(self.tombstones)
+
+    def ids(self) -> np.ndarray:
+        """Every id held (tombstones included)."""
+        f = self.faiss
+        if isinstance(self.index, f.IndexIDMap2) or isinstance(self.index, f.IndexIDMap):
+            return f.vector_to_array(self.index.id_map).astype(np.int64)
+        invlists = self.index.invlists
+        out = [f.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+               for i in range(self.index.nlist) if invlists.list_size(i)]
+        return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+
+    def _params(self):
+        f = self.faiss
+        if self.s.kind == "hnsw":
+            if self._hnsw_params is None:
+                params = f.SearchParametersHNSW(efSearch=self.ef_search)
+                if self.tombstones:
+                    batch = f.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
+                    sel = f.IDSelectorNot(batch)
+                    params.sel = sel
+                    # SWIG does not own these: keep them alive as long as the parameters
+                    self._selector = (batch, sel)
+                self._hnsw_params = params
+            return self._hnsw_params
+        if self.is_ivf:
+            return f.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
+        return None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) each [n, k]; id -1 where fewer than k vectors are held."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.ntotal == 0 or len(queries) == 0:
+            return (np.full((len(queries), k), -np.inf, dtype=np.float32),
+                    np.full((len(queries), k), -1, dtype=np.int64))
+        gpu = self._gpu_index()
+        if gpu is not None:
+            return gpu.search(queries, k)
+        params = self._params()
+        if params is None:
+            return self.index.search(queries, k)
+        return self.index.search(queries, k, params=params)
+
+    # -- GPU ---------------------------------------------------------------------------------
+    def uses_gpu(self) -> bool:
+        if self.device == "cpu" or self.s.kind == "hnsw":  # faiss has no GPU HNSW
+            return False
+        from lte.availability import faiss_gpu_available
+
+        return faiss_gpu_available()
+
+    def _gpu_index(self):
+        if not self.uses_gpu():
+            return None
+        if self._gpu is None or self._gpu_stale:
+            f = self.faiss
+            co = f.GpuMultipleClonerOptions()
+            co.shard = True  # each GPU holds 1/n of the vectors: memory scales with GPUs
+            co.useFloat16 = False
+            self._gpu = f.index_cpu_to_all_gpus(self.index, co=co)
+            if self.is_ivf:
+                f.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe",
+                                                          min(self.nprobe, self.nlist))
+            self._gpu_stale = False
+        return self._gpu
+
+    # -- persistence -------------------------------------------------------------------------
+    def write(self, path: str) -> None:
+        self.faiss.write_index(self.index, path)
+
+    def read(self, path: str, trained_at: int, nlist: int) -> None:
+        """Load a snapshot (faiss's own format: no pickle). Raises on a damaged file."""
+        f = self.faiss
+        index = f.read_index(path)
+        if index.d != self.dim:
+            raise ValueError(f"snapshot has dimension {index.d}, memory has {self.dim}")
+        if isinstance(index, f.IndexIVF):
+            index.set_direct_map_type(f.DirectMap.Hashtable)
+        self.index, self.trained_at, self.nlist = index, trained_at, nlist
+        self.tombstones.clear()
+        self._hnsw_params = None
+        self._gpu_stale = True
+
+    def memory_bytes(self) -> int:
+        """Approximate RAM held by the index (vectors, codes, ids, graph)."""
+        f = self.faiss
+        writer = f.VectorIOWriter()
+        f.write_index(self.index, writer)
+        return int(writer.data.size())
+
+
+def _offset_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], stride: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Re-cut batches so a fixed stride over all rows stays aligned across batch borders."""
+    pos = 0
+    for ids, vecs in batches:
+        start = (-pos) % stride
+        pos += len(ids)
+        yield ids[start:], vecs[start:]

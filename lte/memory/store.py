@@ -1,0 +1,271 @@
+"""EditStore: the edit log in SQLite (WAL), the memory's source of truth.
+
+Every change is a row in `log` with a sequence number and a timestamp; `edits` holds one row per
+edit with its current status. The key vector is stored with the edit, so the FAISS index can be
+replayed or rebuilt without re-running the embedder. A change is committed (and synced, with
+`synchronous=FULL`) before the call that made it returns, so an acknowledged edit survives a kill.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LIVE, SUPERSEDED, DELETED = "live", "superseded", "deleted"
+# Log operations. `add` makes a vector live; the other two take it out of the index.
+OP_ADD, OP_DELETE, OP_SUPERSEDE, OP_UPDATE = "add", "delete", "supersede", "update"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS edits (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    question TEXT NOT NULL,
+    target_new TEXT NOT NULL,
+    key_text TEXT NOT NULL,
+    descriptor TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    status TEXT NOT NULL,
+    superseded_by INTEGER,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edits_live_key ON edits (subject, question) WHERE status = 'live';
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL,
+    edit_id INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class StoredEdit:
+    """One edit as the log holds it."""
+
+    id: int
+    case_id: str
+    subject: str
+    question: str
+    target_new: str
+    key_text: str
+    descriptor: str
+    status: str
+    superseded_by: int | None
+    created: float
+    updated: float
+    record: dict
+
+    @property
+    def live(self) -> bool:
+        return self.status == LIVE
+
+
+@dataclass
+class NewEdit:
+    """What `EditStore.add` needs for one edit; the vector is its retrieval key's embedding."""
+
+    case_id: str
+    subject: str
+    question: str
+    target_new: str
+    key_text: str
+    descriptor: str
+    record: dict
+    vector: np.ndarray
+
+
+_COLS = ("id, case_id, subject, question, target_new, key_text, descriptor, status, "
+         "superseded_by, created, updated, record_json")
+
+
+def _row_to_edit(row) -> StoredEdit:
+    (id_, case_id, subject, question, target_new, key_text, descriptor, status, sup, created,
+     updated, record_json) = row
+    return StoredEdit(id_, case_id, subject, question, target_new, key_text, descriptor, status,
+                      sup, created, updated, json.loads(record_json))
+
+
+class EditStore:
+    """The SQLite edit log of one memory folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    # -- metadata ------------------------------------------------------------------------------
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # -- writes --------------------------------------------------------------------------------
+    def add(self, edits: Sequence[NewEdit], conflict: str = "supersede"
+            ) -> tuple[list[int], list[int]]:
+        """Append edits in one committed transaction; returns (new ids, ids they superseded).
+
+        With `conflict="supersede"`, a live edit with the same subject and question as a new one
+        (also one earlier in the same batch) is marked superseded; it stays in the log.
+        """
+        now = time.time()
+        ids: list[int] = []
+        superseded: list[int] = []
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for e in edits:
+                vec = np.ascontiguousarray(e.vector, dtype=np.float32)
+                cur.execute(
+                    "INSERT INTO edits (case_id, subject, question, target_new, key_text, "
+                    "descriptor, record_json, vector, status, superseded_by, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (e.case_id, e.subject, e.question, e.target_new, e.key_text, e.descriptor,
+                     json.dumps(e.record), vec.tobytes(), LIVE, now, now))
+                new_id = int(cur.lastrowid)
+                if conflict == "supersede":
+                    old = [r[0] for r in cur.execute(
+                        "SELECT id FROM edits WHERE status = 'live' AND subject = ? AND "
+                        "question = ? AND id != ?", (e.subject, e.question, new_id))]
+                    for old_id in old:
+                        cur.execute("UPDATE edits SET status = ?, superseded_by = ?, updated = ? "
+                                    "WHERE id = ?", (SUPERSEDED, new_id, now, old_id))
+                        cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
+                                    (OP_SUPERSEDE, old_id, now))
+                    superseded.extend(old)
+                cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
+                            (OP_ADD, new_id, now))
+                ids.append(new_id)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return ids, superseded
+
+    def delete(self, ids: Sequence[int]) -> list[int]:
+        """Mark live edits deleted (kept in the log); returns the ids that were live."""
+        now = time.time()
+        done = []
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for i in ids:
+                cur.execute("UPDATE edits SET status = ?, updated = ? WHERE id = ? AND "
+                            "status = 'live'", (DELETED, now, int(i)))
+                if cur.rowcount:
+                    cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
+                                (OP_DELETE, int(i), now))
+                    done.append(int(i))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return done
+
+    def update(self, id_: int, *, descriptor: str | None = None, subject: str | None = None
+               ) -> bool:
+        """Change the stored text of an edit without touching its key vector."""
+        now = time.time()
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if descriptor is not None:
+                cur.execute("UPDATE edits SET descriptor = ?, updated = ? WHERE id = ?",
+                            (descriptor, now, id_))
+            if subject is not None:
+                cur.execute("UPDATE edits SET subject = ?, updated = ? WHERE id = ?",
+                            (subject, now, id_))
+            changed = cur.rowcount > 0
+            if changed:
+                cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
+                            (OP_UPDATE, id_, now))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return changed
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, id_: int) -> StoredEdit | None:
+        row = self.db.execute(f"SELECT {_COLS} FROM edits WHERE id = ?", (int(id_),)).fetchone()
+        return _row_to_edit(row) if row else None
+
+    def texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """id -> (descriptor, subject), for the hits of a search."""
+        out: dict[int, tuple[str, str]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start:start + 900]
+            q = f"SELECT id, descriptor, subject FROM edits WHERE id IN ({','.join('?' * len(chunk))})"
+            for id_, desc, subj in self.db.execute(q, chunk):
+                out[id_] = (desc, subj)
+        return out
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT MAX(seq) FROM log").fetchone()
+        return int(row[0] or 0)
+
+    def ops_after(self, seq: int) -> Iterator[tuple[int, str, int]]:
+        """(seq, op, edit id) of every logged change after `seq`, in order."""
+        yield from self.db.execute("SELECT seq, op, edit_id FROM log WHERE seq > ? ORDER BY seq",
+                                   (seq,))
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        ids = [int(i) for i in ids]
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        pos = {i: n for n, i in enumerate(ids)}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            q = f"SELECT id, vector FROM edits WHERE id IN ({','.join('?' * len(chunk))})"
+            for id_, blob in self.db.execute(q, chunk):
+                out[pos[id_]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def live_vectors(self, dim: int, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of every live edit, in id order, in batches."""
+        last = 0
+        while True:
+            rows = self.db.execute("SELECT id, vector FROM edits WHERE status = 'live' AND id > ? "
+                                   "ORDER BY id LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def live_ids(self) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM edits WHERE status = 'live' ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def counts(self) -> dict[str, int]:
+        out = {LIVE: 0, SUPERSEDED: 0, DELETED: 0}
+        for status, n in self.db.execute("SELECT status, COUNT(*) FROM edits GROUP BY status"):
+            out[status] = n
+        return out
+
+    def count_live(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM edits WHERE status = 'live'")
+                   .fetchone()[0])
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file (for snapshots and size figures)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        self.db.close()

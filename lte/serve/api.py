@@ -1,0 +1,208 @@
+"""The HTTP API (FastAPI ingress deployment) over the memory shards and the Generator.
+
+    POST   /v1/edits       {"edits": [{subject, prompt, target_new, ...}]}  -> {"ids": [...]}
+    GET    /v1/edits/{id}  -> the stored edit (404 when unknown or deleted)
+    DELETE /v1/edits/{id}  -> {"deleted": id}
+    POST   /v1/query       {"question", "k"?, "target"?, "generate"?}
+                           -> {"answer", "retrieved": [{id, descriptor, subject, score}], "score"?}
+    GET    /healthz        -> {"status": "ok", "shards", "edits"}
+    GET    /metrics        -> Prometheus text
+
+Writes (POST/DELETE /v1/edits) need `Authorization: Bearer <token>`; only the token's SHA-256
+travels to the replica, so the secret is not kept in Ray's deployment state. Every client
+mistake is a 4xx `{"error": {"field", "message"}}` (lte.serve.validation); a batch is validated
+whole before any shard writes, and a batch whose shard write fails is rolled back on the shards
+that did write, so a failed request leaves nothing behind.
+"""
+
+
+import asyncio
+import hashlib
+import hmac
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lte.serve.metrics import ingress_metrics
+from lte.serve.sharding import from_global, merge_hits, shard_of
+from lte.serve.validation import (
+    ApiError,
+    Limits,
+    parse_edit_id,
+    parse_edits,
+    parse_json,
+    parse_query,
+)
+
+HEALTH_TIMEOUT_S = 10.0
+
+# No interactive docs pages: they pull scripts from a CDN; /openapi.json stays.
+app = FastAPI(title="lte", description="Learning to Edit: edit memory and editing-prompt answers.",
+              docs_url=None, redoc_url=None)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, exc: ApiError):
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    field = "method" if exc.status_code == 405 else "path"
+    return JSONResponse({"error": {"field": field, "message": str(exc.detail)}},
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError):
+    first = exc.errors()[0] if exc.errors() else {}
+    field = ".".join(str(p) for p in first.get("loc", ("body",)))
+    return JSONResponse({"error": {"field": field, "message": first.get("msg", "invalid")}},
+                        status_code=422)
+
+
+@app.middleware("http")
+async def _observe(request: Request, call_next):
+    start = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    endpoint = getattr(route, "path", "other")
+    elapsed = time.perf_counter() - start
+    ingress_metrics().observe(endpoint, request.method, response.status_code, elapsed)
+    return response
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit (no unbounded buffering)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise ApiError(413, "body", f"request body is {declared} bytes; the limit is "
+                       f"{limits.max_body_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise ApiError(413, "body", f"request body exceeds the limit of "
+                           f"{limits.max_body_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@serve.deployment
+@serve.ingress(app)
+class Api:
+    def __init__(self, shards: list, generator, limits: Limits, default_k: int,
+                 token_sha256: str):
+        self.shards = shards
+        self.generator = generator
+        self.limits = limits
+        self.default_k = default_k
+        self.token_sha256 = token_sha256
+
+    def _authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "authorization", "write endpoints need the header "
+                           "'Authorization: Bearer <token>'")
+        if not hmac.compare_digest(token_digest(token.strip()), self.token_sha256):
+            raise ApiError(401, "authorization", "invalid token")
+
+    def _shard(self, edit_id: int):
+        return self.shards[from_global(edit_id, len(self.shards))[0]]
+
+    async def _counts(self) -> list[int]:
+        return list(await asyncio.wait_for(
+            asyncio.gather(*(s.count.remote() for s in self.shards)), HEALTH_TIMEOUT_S))
+
+    @app.post("/v1/edits")
+    async def add_edits(self, request: Request):
+        self._authorize(request)
+        records = parse_edits(parse_json(await _read_body(request, self.limits), self.limits),
+                              self.limits)
+        n = len(self.shards)
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(records):
+            groups.setdefault(shard_of(r.subject, r.prompt, n), []).append(i)
+        order = sorted(groups)
+        results = await asyncio.gather(
+            *(self.shards[s].add.remote([records[i] for i in groups[s]]) for s in order),
+            return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Undo the shards that did commit, so the client can retry the whole batch.
+            await asyncio.gather(*(self.shards[s].delete.remote(ids)
+                                   for s, ids in zip(order, results, strict=True)
+                                   if not isinstance(ids, BaseException)),
+                                 return_exceptions=True)
+            raise failed[0]
+        ids = [0] * len(records)
+        for s, shard_ids in zip(order, results, strict=True):
+            for i, edit_id in zip(groups[s], shard_ids, strict=True):
+                ids[i] = edit_id
+        ingress_metrics().edits_added.inc(len(ids))
+        return {"ids": ids}
+
+    @app.get("/v1/edits/{edit_id}")
+    async def get_edit(self, edit_id: str):
+        eid = parse_edit_id(edit_id)
+        edit = await self._shard(eid).get.remote(eid)
+        if edit is None or edit.get("status") == "deleted":
+            raise ApiError(404, "id", f"no edit with id {eid}")
+        record = edit.get("record") or {}
+        return {"id": eid, "status": edit["status"], "superseded_by": edit["superseded_by"],
+                "case_id": edit["case_id"], "subject": edit["subject"],
+                "prompt": edit["question"], "target_new": edit["target_new"],
+                "descriptor": edit["descriptor"],
+                "ground_truth": record.get("ground_truth", []),
+                "rephrase_prompts": record.get("rephrase_prompts", []),
+                "created": edit["created"]}
+
+    @app.delete("/v1/edits/{edit_id}")
+    async def delete_edit(self, edit_id: str, request: Request):
+        self._authorize(request)
+        eid = parse_edit_id(edit_id)
+        if not await self._shard(eid).delete.remote([eid]):
+            raise ApiError(404, "id", f"no live edit with id {eid}")
+        return {"deleted": eid}
+
+    @app.post("/v1/query")
+    async def query(self, request: Request):
+        q = parse_query(parse_json(await _read_body(request, self.limits), self.limits),
+                        self.limits, self.default_k)
+        per_shard = await asyncio.gather(*(s.search.remote((q.question, q.k))
+                                           for s in self.shards))
+        hits = merge_hits(per_shard, q.k)
+        descriptors = [h["descriptor"] for h in hits]
+        out: dict = {"question": q.question, "retrieved": hits}
+        pending = {}
+        if q.generate:
+            pending["answer"] = self.generator.answer.remote((q.question, descriptors))
+        if q.target is not None:
+            pending["score"] = self.generator.score.remote((q.question, q.target, descriptors))
+        for key, value in zip(pending, await asyncio.gather(*pending.values()), strict=True):
+            out[key] = value
+        return out
+
+    @app.get("/healthz")
+    async def healthz(self):
+        try:
+            counts = await self._counts()
+        except Exception as e:  # noqa: BLE001 - any failure of a shard means not healthy
+            return JSONResponse({"status": "unavailable", "reason": str(e)[:200]},
+                                status_code=503)
+        return {"status": "ok", "shards": len(self.shards), "edits": sum(counts)}
+
+    @app.get("/metrics")
+    async def metrics(self):
+        ingress_metrics().set_stored(await self._counts())
+        body, content_type = ingress_metrics().render()
+        return Response(body, media_type=content_type)

@@ -1,0 +1,137 @@
+"""Ray Serve deployments: one `EditMemoryShard` per memory shard, and the `Generator`.
+
+Each shard replica owns one EditMemory folder (its own log and index). All of a replica's memory
+calls run on one dedicated thread, so the memory (SQLite connection, FAISS index) is never used
+by two threads at once while the replica's event loop keeps accepting requests. The Generator
+holds the model; `@serve.batch` gathers concurrent requests into one left-padded forward pass,
+for generation and for teacher-forced scoring alike. Both kinds of replica run their CPU work
+off the event loop, so the next batch fills while the current one computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ray import serve
+
+from lte.config import MemoryConfig, ModelConfig
+from lte.serve.sharding import LOG_FILE, from_global, to_global
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _open_or_create(folder: Path, cfg: MemoryConfig):
+    from lte.memory import EditMemory
+
+    if (folder / LOG_FILE).is_file():
+        return EditMemory.open(folder)
+    return EditMemory.create(folder, cfg)
+
+
+@serve.deployment(num_replicas=1)
+class EditMemoryShard:
+    """One shard of the edit memory; speaks service ids (`sharding.to_global`)."""
+
+    def __init__(self, shard: int, n_shards: int, folder: str, memory: MemoryConfig,
+                 batch_size: int, batch_wait_s: float, torch_threads: int):
+        self.shard, self.n_shards = shard, n_shards
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard{shard}")
+        self._pool.submit(_set_torch_threads, torch_threads).result()
+        self._memory = self._pool.submit(_open_or_create, Path(folder), memory).result()
+        self.search.set_max_batch_size(batch_size)
+        self.search.set_batch_wait_timeout_s(batch_wait_s)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _gid(self, local_id: int) -> int:
+        return to_global(local_id, self.shard, self.n_shards)
+
+    def _local(self, edit_id: int) -> int:
+        shard, local = from_global(edit_id, self.n_shards)
+        if shard != self.shard:
+            raise ValueError(f"edit id {edit_id} belongs to shard {shard}, not {self.shard}")
+        return local
+
+    async def add(self, records: list) -> list[int]:
+        """Store edits; returns when the shard's log has committed them."""
+        local = await self._run(self._memory.add, records)
+        return [self._gid(i) for i in local]
+
+    async def get(self, edit_id: int) -> dict | None:
+        edit = await self._run(self._memory.get, self._local(edit_id))
+        if edit is None:
+            return None
+        out = dataclasses.asdict(edit)
+        out["id"] = edit_id
+        if out.get("superseded_by") is not None:
+            out["superseded_by"] = self._gid(out["superseded_by"])
+        return out
+
+    async def delete(self, edit_ids: list[int]) -> int:
+        return int(await self._run(self._memory.delete, [self._local(i) for i in edit_ids]))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def search(self, requests: list[tuple[str, int]]) -> list[list[dict]]:
+        """(question, k) per request -> its top-k hits; one embedding batch for all requests."""
+        k_max = max(k for _, k in requests)
+        hits = await self._run(self._memory.search, [q for q, _ in requests], k_max)
+        return [[{"id": self._gid(h.id), "descriptor": h.descriptor, "subject": h.subject,
+                  "score": float(h.score)} for h in hs[:k]]
+                for hs, (_, k) in zip(hits, requests, strict=True)]
+
+    async def count(self) -> int:
+        return await self._run(len, self._memory)
+
+    def __del__(self):
+        memory = getattr(self, "_memory", None)
+        if memory is not None:
+            memory.close()
+
+
+@serve.deployment(num_replicas=1)
+class Generator:
+    """The aligned model behind an `LTEEditor` without memory: descriptors come with requests."""
+
+    def __init__(self, model: ModelConfig, batch_size: int, batch_wait_s: float,
+                 torch_threads: int):
+        from lte.editor import LTEEditor
+        from lte.modeling.load import load_model_and_tokenizer
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
+        self._pool.submit(_set_torch_threads, torch_threads).result()
+        lm, tokenizer = self._pool.submit(load_model_and_tokenizer, model).result()
+        self.editor = LTEEditor(lm, tokenizer, memory=None, batch_size=batch_size,
+                                max_new_tokens=model.max_new_tokens)
+        for handler in (self.answer, self.score):
+            handler.set_max_batch_size(batch_size)
+            handler.set_batch_wait_timeout_s(batch_wait_s)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _answer(self, requests: list[tuple[str, list[str]]]) -> list[str]:
+        answers = self.editor.answer([q for q, _ in requests],
+                                     descriptors=[list(d) for _, d in requests])
+        return [a.text for a in answers]
+
+    def _score(self, requests: list[tuple[str, str, list[str]]]) -> list[float | None]:
+        return self.editor.score([q for q, _, _ in requests], [t for _, t, _ in requests],
+                                 descriptors=[list(d) for _, _, d in requests])
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def answer(self, requests: list[tuple[str, list[str]]]) -> list[str]:
+        """(question, descriptors) per request -> the greedy answer."""
+        return await self._run(self._answer, requests)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def score(self, requests: list[tuple[str, str, list[str]]]) -> list[float | None]:
+        """(question, target, descriptors) per request -> teacher-forced token accuracy."""
+        return await self._run(self._score, requests)

@@ -1,0 +1,79 @@
+"""Which shard holds an edit, and service ids that are unique across shards.
+
+Placement: an edit goes to the shard picked by a stable hash (BLAKE2b, not Python's salted
+`hash`) of its subject and question. Edits that may supersede one another (same subject and
+question) therefore meet in one shard's log, where EditMemory resolves the conflict exactly as a
+single memory would, and sharded search returns what single-shard search returns.
+
+Ids: each shard's EditMemory numbers its own edits in its own log; the service id is
+`local_id * n_shards + shard`. An id names its shard (`id % n_shards`) without a lookup table,
+ids never collide across shards, and they survive restarts because the shard logs own the
+numbering. The shard count is thus fixed for a memory folder: `serve.json` in the root records
+it, and opening the folder with another count is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from lte.errors import UserError
+
+MANIFEST = "serve.json"
+LOG_FILE = "edits.sqlite"  # DESIGN.md's memory folder: the edit log, source of truth
+
+
+def placement_key(subject: str, prompt: str) -> str:
+    return f"{subject.strip()}\x1f{prompt.strip()}"
+
+
+def shard_of(subject: str, prompt: str, n_shards: int) -> int:
+    digest = hashlib.blake2b(placement_key(subject, prompt).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n_shards
+
+
+def to_global(local_id: int, shard: int, n_shards: int) -> int:
+    return int(local_id) * n_shards + shard
+
+
+def from_global(edit_id: int, n_shards: int) -> tuple[int, int]:
+    """(shard, local id) of a service id."""
+    return edit_id % n_shards, edit_id // n_shards
+
+
+def shard_dir(root: str | Path, shard: int) -> Path:
+    return Path(root) / f"shard-{shard:03d}"
+
+
+def prepare_root(root: str | Path, n_shards: int) -> list[Path]:
+    """Create the root folder (or check it against its manifest); the shard folders it holds.
+
+    Each shard folder is an EditMemory folder, created by its shard replica on first start.
+    """
+    root = Path(root).resolve()
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text())["shards"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError("not a serve manifest (expected {\"shards\": N})",
+                            file=str(manifest)) from None
+        if recorded != n_shards:
+            raise UserError(f"this memory folder holds {recorded} shards but memory.shards="
+                            f"{n_shards}; ids encode the shard, so use memory.shards={recorded} "
+                            "or a new memory_dir", file=str(manifest))
+    else:
+        if root.exists() and any(root.iterdir()):
+            raise UserError(f"folder exists and has no {MANIFEST}; serve a new or an lte serve "
+                            "memory folder", file=str(root))
+        root.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps({"shards": n_shards}) + "\n")
+    return [shard_dir(root, i) for i in range(n_shards)]
+
+
+def merge_hits(per_shard: list[list[dict]], k: int) -> list[dict]:
+    """Top-k over all shards' top-k lists: highest score first, ties broken by id."""
+    hits = [h for shard_hits in per_shard for h in shard_hits]
+    hits.sort(key=lambda h: (-h["score"], h["id"]))
+    return hits[:k]

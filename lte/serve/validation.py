@@ -1,0 +1,166 @@
+"""Request validation for the HTTP API: every bad request becomes an `ApiError` naming the field.
+
+Pure functions over parsed JSON, so they are tested without a server. A batch is checked whole
+before anything is stored, which is why a rejected batch writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from lte.data.record import EditRecord
+
+# Fields a client may send for one edit; anything else is refused, so typos do not pass silently.
+REQUIRED_EDIT_FIELDS = ("subject", "prompt", "target_new")
+OPTIONAL_TEXT_FIELDS = ("case_id",)
+OPTIONAL_LIST_FIELDS = ("ground_truth", "rephrase_prompts")
+QUERY_FIELDS = ("question", "k", "target", "generate")
+MAX_LIST_ITEMS = 64  # strings in one list field of an edit
+
+
+class ApiError(Exception):
+    """A client mistake: HTTP status, the offending field (a JSON path) and what to do."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.status, self.field, self.message = status, field, message
+
+    def body(self) -> dict:
+        return {"error": {"field": self.field, "message": self.message}}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 1_048_576
+    max_edits: int = 256
+    max_chars: int = 2000
+    max_k: int = 32
+
+    @classmethod
+    def from_config(cls, cfg) -> Limits:
+        return cls(cfg.max_body_bytes, cfg.max_edits_per_request, cfg.max_field_chars, cfg.max_k)
+
+
+@dataclass(frozen=True)
+class Query:
+    question: str
+    k: int
+    target: str | None
+    generate: bool
+
+
+def parse_json(raw: bytes, limits: Limits) -> Any:
+    if len(raw) > limits.max_body_bytes:
+        raise ApiError(413, "body", f"request body is {len(raw)} bytes; the limit is "
+                       f"{limits.max_body_bytes}")
+    if not raw.strip():
+        raise ApiError(400, "body", "empty body; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "body", f"not valid UTF-8 JSON ({str(e)[:120]})") from None
+
+
+def check_text(value: Any, field: str, limits: Limits) -> str:
+    if not isinstance(value, str):
+        raise ApiError(422, field, f"must be a string, got {_json_type(value)}")
+    if not value.strip():
+        raise ApiError(422, field, "must not be empty")
+    if len(value) > limits.max_chars:
+        raise ApiError(422, field, f"has {len(value)} characters; the limit is {limits.max_chars}")
+    if "\x00" in value:
+        raise ApiError(422, field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates such as "\ud800" survive json.loads
+        raise ApiError(422, field, "is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def _check_object(payload: Any, field: str, allowed: tuple[str, ...]) -> dict:
+    if not isinstance(payload, dict):
+        raise ApiError(422, field, f"must be a JSON object, got {_json_type(payload)}")
+    for key in payload:
+        if key not in allowed:
+            raise ApiError(422, f"{field}.{key}" if field != "body" else key,
+                           f"unknown field; allowed: {', '.join(allowed)}")
+    return payload
+
+
+def parse_edits(payload: Any, limits: Limits) -> list[EditRecord]:
+    """`{"edits": [{subject, prompt, target_new, [case_id, ground_truth, rephrase_prompts]}]}`."""
+    body = _check_object(payload, "body", ("edits",))
+    if "edits" not in body:
+        raise ApiError(422, "edits", "missing; send {\"edits\": [{\"subject\", \"prompt\", "
+                       "\"target_new\"}, ...]}")
+    edits = body["edits"]
+    if not isinstance(edits, list):
+        raise ApiError(422, "edits", f"must be a list, got {_json_type(edits)}")
+    if not edits:
+        raise ApiError(422, "edits", "must hold at least one edit")
+    if len(edits) > limits.max_edits:
+        raise ApiError(413, "edits", f"has {len(edits)} edits; the limit per request is "
+                       f"{limits.max_edits}")
+    allowed = REQUIRED_EDIT_FIELDS + OPTIONAL_TEXT_FIELDS + OPTIONAL_LIST_FIELDS
+    return [_parse_edit(_check_object(e, f"edits[{i}]", allowed), f"edits[{i}]", limits)
+            for i, e in enumerate(edits)]
+
+
+def _parse_edit(edit: dict, where: str, limits: Limits) -> EditRecord:
+    for name in REQUIRED_EDIT_FIELDS:
+        if name not in edit:
+            raise ApiError(422, f"{where}.{name}", "missing")
+    text = {n: check_text(edit[n], f"{where}.{n}", limits) for n in REQUIRED_EDIT_FIELDS}
+    case_id = edit.get("case_id")
+    case_id = (check_text(case_id, f"{where}.case_id", limits) if case_id is not None
+               else f"serve-{uuid.uuid4().hex}")
+    lists = {}
+    for name in OPTIONAL_LIST_FIELDS:
+        value = edit.get(name, [])
+        if not isinstance(value, list):
+            raise ApiError(422, f"{where}.{name}", f"must be a list of strings, got "
+                           f"{_json_type(value)}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ApiError(422, f"{where}.{name}", f"has {len(value)} items; the limit is "
+                           f"{MAX_LIST_ITEMS}")
+        lists[name] = [check_text(v, f"{where}.{name}[{j}]", limits) for j, v in enumerate(value)]
+    return EditRecord(case_id=case_id, subject=text["subject"], prompt=text["prompt"],
+                      target_new=text["target_new"], ground_truth=lists["ground_truth"],
+                      rephrase_prompts=lists["rephrase_prompts"], source="serve")
+
+
+def parse_query(payload: Any, limits: Limits, default_k: int) -> Query:
+    """`{"question": str, "k": int, "target": str, "generate": bool}`; only question is needed."""
+    body = _check_object(payload, "body", QUERY_FIELDS)
+    if "question" not in body:
+        raise ApiError(422, "question", "missing; send {\"question\": \"...\"}")
+    question = check_text(body["question"], "question", limits)
+    k = body.get("k", default_k)
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise ApiError(422, "k", f"must be an integer, got {_json_type(k)}")
+    if not 1 <= k <= limits.max_k:
+        raise ApiError(422, "k", f"must be within 1..{limits.max_k}, got {k}")
+    target = body.get("target")
+    if target is not None:
+        target = check_text(target, "target", limits)
+    generate = body.get("generate", True)
+    if not isinstance(generate, bool):
+        raise ApiError(422, "generate", f"must be true or false, got {_json_type(generate)}")
+    return Query(question=question, k=k, target=target, generate=generate)
+
+
+def parse_edit_id(text: str) -> int:
+    """A path id: a decimal integer >= 0 (service ids encode their shard, see sharding.py)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ApiError(422, "id", f"must be a non-negative integer edit id, got {text[:40]!r}")
+    return int(text)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)

@@ -1,0 +1,185 @@
+"""lte.serve without a server: request validation, shard placement and ids, token rules, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lte.config import ServeConfig, load_config
+from lte.errors import UserError
+from lte.serve import sharding
+from lte.serve.server import is_loopback, resolve_token
+from lte.serve.validation import (
+    ApiError,
+    Limits,
+    parse_edit_id,
+    parse_edits,
+    parse_json,
+    parse_query,
+)
+
+LIMITS = Limits(max_body_bytes=1000, max_edits=3, max_chars=50, max_k=4)
+EDIT = {"subject": "Ada", "prompt": "Where was Ada born?", "target_new": "Paris"}
+
+
+def _error(fn, *args) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        fn(*args)
+    return info.value
+
+
+# ---- validation ------------------------------------------------------------------------------
+
+def test_valid_edits_become_records():
+    records = parse_edits({"edits": [EDIT, {**EDIT, "case_id": "c1",
+                                            "rephrase_prompts": ["Ada's birthplace?"]}]}, LIMITS)
+    assert [r.target_new for r in records] == ["Paris", "Paris"]
+    assert records[1].case_id == "c1" and records[1].rephrase_prompts == ["Ada's birthplace?"]
+    assert records[0].case_id != records[1].case_id  # generated ids are unique
+    assert records[0].descriptor == "Where was Ada born? Paris"
+
+
+@pytest.mark.parametrize("payload, field, status", [
+    ([], "body", 422),
+    ({}, "edits", 422),
+    ({"edits": {}}, "edits", 422),
+    ({"edits": []}, "edits", 422),
+    ({"edits": [EDIT] * 4}, "edits", 413),
+    ({"edits": [EDIT], "extra": 1}, "extra", 422),
+    ({"edits": [EDIT, {"subject": "Ada", "prompt": "Q?"}]}, "edits[1].target_new", 422),
+    ({"edits": [{**EDIT, "prompt": 3}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "prompt": "   "}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "prompt": "x" * 51}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "prompt": "a\x00b"}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "prompt": "a\ud800b"}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "colour": "red"}]}, "edits[0].colour", 422),
+    ({"edits": [{**EDIT, "rephrase_prompts": "one"}]}, "edits[0].rephrase_prompts", 422),
+    ({"edits": [{**EDIT, "rephrase_prompts": ["ok", 5]}]}, "edits[0].rephrase_prompts[1]", 422),
+    ({"edits": ["not an object"]}, "edits[0]", 422),
+])
+def test_bad_edits_name_the_field(payload, field, status):
+    err = _error(parse_edits, payload, LIMITS)
+    assert (err.field, err.status) == (field, status)
+    assert err.body() == {"error": {"field": field, "message": err.message}}
+
+
+def test_query_defaults_and_checks():
+    q = parse_query({"question": "Where was Ada born?"}, LIMITS, default_k=2)
+    assert (q.k, q.target, q.generate) == (2, None, True)
+    q = parse_query({"question": "Q?", "k": 4, "target": "Paris", "generate": False}, LIMITS, 1)
+    assert (q.k, q.target, q.generate) == (4, "Paris", False)
+    for payload, field in [({"k": 1}, "question"), ({"question": "Q?", "k": 0}, "k"),
+                           ({"question": "Q?", "k": 5}, "k"), ({"question": "Q?", "k": True}, "k"),
+                           ({"question": "Q?", "k": 1.0}, "k"),
+                           ({"question": "Q?", "generate": "yes"}, "generate"),
+                           ({"question": "Q?", "target": ""}, "target"),
+                           ({"question": "Q?", "top": 3}, "top")]:
+        assert _error(parse_query, payload, LIMITS, 1).field == field
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"", 400), (b"  ", 400), (b"{", 400), (b"\xff\xfe{}", 400), (b"[" * 5000 + b"]" * 5000, 400),
+    (b'{"k": 1' + b"0" * 5000 + b"}", 400), (b"x" * 100_001, 413),
+])
+def test_bad_bodies(raw, status):
+    err = _error(parse_json, raw, Limits(max_body_bytes=100_000))
+    assert (err.field, err.status) == ("body", status)
+
+
+def test_edit_ids():
+    assert parse_edit_id("17") == 17
+    for bad in ("-1", "abc", "1.5", "", "١٢", "9" * 19):
+        assert _error(parse_edit_id, bad).field == "id"
+
+
+# ---- sharding --------------------------------------------------------------------------------
+
+def test_ids_encode_the_shard_and_never_collide():
+    n = 3
+    seen = set()
+    for shard in range(n):
+        for local in range(1, 50):
+            gid = sharding.to_global(local, shard, n)
+            assert sharding.from_global(gid, n) == (shard, local)
+            seen.add(gid)
+    assert len(seen) == 3 * 49
+
+
+def test_placement_is_stable_and_spreads():
+    # Stable across processes (no salted hash): a fixed value pins the function.
+    assert sharding.shard_of("Ada", "Where was Ada born?", 4) == \
+        sharding.shard_of("Ada", "Where was Ada born?", 4)
+    code = ("from lte.serve.sharding import shard_of; "
+            "print(shard_of('Ada', 'Where was Ada born?', 7))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": "123"}, check=True)
+    assert int(other.stdout) == sharding.shard_of("Ada", "Where was Ada born?", 7)
+    counts = [0] * 4
+    for i in range(400):
+        counts[sharding.shard_of(f"s{i}", f"q{i}?", 4)] += 1
+    assert min(counts) > 60
+
+
+def test_merge_hits_takes_the_global_top_k():
+    a = [{"id": 0, "score": 0.9}, {"id": 3, "score": 0.2}]
+    b = [{"id": 1, "score": 0.5}, {"id": 4, "score": 0.5}]
+    assert [h["id"] for h in sharding.merge_hits([a, b], 3)] == [0, 1, 4]
+
+
+def test_memory_root_remembers_its_shard_count(tmp_path):
+    root = tmp_path / "mem"
+    folders = sharding.prepare_root(root, 3)
+    assert [f.name for f in folders] == ["shard-000", "shard-001", "shard-002"]
+    assert json.loads((root / "serve.json").read_text()) == {"shards": 3}
+    assert sharding.prepare_root(root, 3) == folders
+    with pytest.raises(UserError, match="memory.shards=3"):
+        sharding.prepare_root(root, 2)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.txt").write_text("x")
+    with pytest.raises(UserError, match="serve.json"):
+        sharding.prepare_root(other, 1)
+
+
+# ---- token and host ----------------------------------------------------------------------------
+
+def test_token_rules(monkeypatch):
+    monkeypatch.delenv("LTE_API_TOKEN", raising=False)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    token, generated = resolve_token(ServeConfig())
+    assert generated and len(token) >= 24
+    assert resolve_token(ServeConfig(token="cfg")) == ("cfg", False)
+    with pytest.raises(UserError, match="non-loopback"):
+        resolve_token(ServeConfig(host="0.0.0.0"))
+    monkeypatch.setenv("LTE_API_TOKEN", "env")
+    assert resolve_token(ServeConfig(host="0.0.0.0", token="cfg")) == ("env", False)
+
+
+def test_config_checks():
+    with pytest.raises(UserError) as info:
+        load_config(ServeConfig, None, ["port=0", "batch_wait_s=-1", "token=' '", "colour=1"])
+    for part in ("serve.port", "serve.batch_wait_s", "serve.token", "colour"):
+        assert part in str(info.value)
+
+
+def test_cli_refuses_public_host_without_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LTE_API_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "lte", "serve", "--host", "0.0.0.0",
+                          "--memory-dir", str(tmp_path / "m")], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 2
+    assert "non-loopback" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+def test_bench_needs_a_token():
+    env = {k: v for k, v in os.environ.items() if k != "LTE_API_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "lte", "bench", "serve", "--url",
+                          "http://127.0.0.1:9"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 2 and "LTE_API_TOKEN" in out.stderr
