@@ -53,6 +53,7 @@ case "$LAUNCHER" in
   deepspeed)
     CMD=("$PYTHON" -m deepspeed.launcher.runner --num_nodes "$NNODES" --num_gpus "$NPROC"
          --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --no_ssh --node_rank "$NODE_RANK"
+         --no_local_rank
          --module lte align --config "$CONFIG" "$@")
     ;;
   *)

@@ -495,6 +495,21 @@ def save_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Pat
     return path
 
 
+@dataclass
+class DemoConfig:
+    out: str = "lte-demo"  # everything the demo writes: world, corpus, align run, memory, metrics
+    heldout_seed: int = 2026  # world of the held-out edits (the shipped checkpoint trained on seed 1)
+    heldout_edits: int = 300  # held-out edits stored and evaluated
+    corpus_edits: int = 600  # synthetic edits in the demo's corpus build (the tiny preset has 2000)
+    align_steps: int = 60  # optimizer steps of the short alignment run (about a minute or two)
+    table_rows: int = 5  # held-out edits shown in the before/after table
+    model: str = DEFAULT_MODEL  # the editor's model: the shipped pre-aligned tiny checkpoint
+
+    def __post_init__(self):
+        for name in ("heldout_edits", "corpus_edits", "align_steps", "table_rows"):
+            _check_positive(f"demo.{name}", getattr(self, name))
+
+
 def stage_config_class(stage: str) -> type:
     """The dataclass that `configs/<stage>/*.yaml` presets fill: `<Stage>Config` in this module."""
     name = stage.capitalize() + "Config"

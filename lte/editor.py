@@ -36,9 +36,9 @@ class TokenPrediction:
     @property
     def accuracy(self) -> float | None:
         """Fraction of target tokens predicted exactly; None for an empty target."""
-        if not self.target:
-            return None
-        return sum(p == t for p, t in zip(self.predicted, self.target)) / len(self.target)
+        from lte.eval.metrics import token_accuracy
+
+        return token_accuracy(self.predicted, self.target)
 
 
 def _as_list(x) -> list:
@@ -161,7 +161,7 @@ class LTEEditor:
             raise ValueError("one target per question")
         descs, _ = self._resolve(questions, descriptors)
         pairs = [prompts.prompt_and_target_ids(self.tokenizer, q, d, t)
-                 for q, d, t in zip(questions, descs, targets)]
+                 for q, d, t in zip(questions, descs, targets, strict=True)]
         return self.predict_pairs(pairs)
 
     def predict_pairs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[TokenPrediction]:
@@ -219,11 +219,12 @@ class LTEEditor:
                 out[i] = new
         return out  # type: ignore[return-value]
 
-    def answer(self, questions, descriptors=None, max_new_tokens: int | None = None) -> list[Answer]:
+    def answer(self, questions, descriptors=None,
+               max_new_tokens: int | None = None) -> list[Answer]:
         """Generate answers with retrieved (or given) descriptors in the editing prompt."""
         questions = _as_list(questions)
         descs, hits = self._resolve(questions, descriptors)
-        ids = [self.prompt_ids(q, d) for q, d in zip(questions, descs)]
+        ids = [self.prompt_ids(q, d) for q, d in zip(questions, descs, strict=True)]
         gen = self.generate_ids(ids, max_new_tokens or self.max_new_tokens)
         texts = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
-        return [Answer(t.strip(), h) for t, h in zip(texts, hits)]
+        return [Answer(t.strip(), h) for t, h in zip(texts, hits, strict=True)]

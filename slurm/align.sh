@@ -39,7 +39,9 @@ NNODES="${SLURM_NNODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
 MASTER_PORT="${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 20000))}"
 if [[ -n "${SLURM_JOB_NODELIST:-}" ]]; then
-  MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)}"
+  # first host of the allocation (no `| head`: under pipefail its early exit fails the script)
+  HOSTS="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"
+  MASTER_ADDR="${MASTER_ADDR:-${HOSTS%%$'\n'*}}"
 else
   MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 fi

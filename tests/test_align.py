@@ -208,7 +208,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     r = _lte("--config", str(REPO / "configs/align/tiny.yaml"), f"corpus={tmp_path}/none",
              "lr=fast")
     assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "align.lr" not in r.stderr or "lr=" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "lr='fast' should be float" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -241,3 +241,19 @@ def test_single_process_run_without_deepspeed(smoke, tmp_path):
     # a second run into the same folder must not overwrite it silently
     with pytest.raises(UserError, match="pass --resume"):
         run_alignment(cfg)
+
+
+def test_scratch_init_takes_architecture_overrides(smoke):
+    from lte.align.recipe import _build_model
+
+    model_dir, _, tok = smoke
+    base = [f"model.name_or_path={model_dir}", "init=scratch"]
+    cfg = load_config(AlignConfig, None, [*base, "architecture.hidden_size=48",
+                                          "architecture.num_attention_heads=3"])
+    model = _build_model(cfg, tok)
+    assert (model.config.hidden_size, model.config.head_dim) == (48, 16)
+    assert model.get_input_embeddings().weight.shape == (len(tok), 48)
+    with pytest.raises(UserError, match="architecture.hidden_sise"):
+        _build_model(load_config(AlignConfig, None, [*base, "architecture.hidden_sise=8"]), tok)
+    with pytest.raises(UserError, match="only applies with init: scratch"):
+        load_config(AlignConfig, None, ["architecture.hidden_size=8"])

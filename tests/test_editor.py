@@ -124,3 +124,17 @@ def test_edit_retrieve_forget_and_answer_use_memory():
         [recs[2].prompt], [recs[2].target_new], [[recs[2].descriptor]])
     assert ed.forget(ids[:2]) == 2
     assert ids[0] not in [h.id for h in ed.retrieve(recs[0].prompt, k=4)[0]]
+
+
+def test_from_config_creates_then_reopens_a_memory(tmp_path):
+    from lte.config import EditorConfig, EmbedderConfig, MemoryConfig
+
+    cfg = EditorConfig(memory=MemoryConfig(embedder=EmbedderConfig(name="hashing"), top_k=2),
+                       memory_dir=str(tmp_path / "mem"), batch_size=4)
+    ed = LTEEditor.from_config(cfg, model=tiny_model(), tokenizer=tiny_tokenizer())
+    assert ed.top_k == 2 and ed.batch_size == 4
+    ids = ed.edit(make_records(3))
+    ed.memory.close()
+    again = LTEEditor.from_config(cfg, model=ed.model, tokenizer=ed.tokenizer)
+    assert [h[0].id for h in again.retrieve([r.prompt for r in make_records(3)])] == ids
+    again.memory.close()

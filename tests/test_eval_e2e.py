@@ -106,3 +106,25 @@ def test_evaluate_for_the_demo(model_dir, world, tmp_path):
     assert out["n_cases"] == 4
     assert len(memory) == len(kept)  # the memory's earlier edits stay, the run's are gone
     memory.close()
+
+
+@pytest.mark.data
+def test_eval_on_real_knowedit_zsre_and_counterfact(shared_data, model_dir, tmp_path):
+    out = tmp_path / "real"
+    rc = main(["eval", "--model", str(model_dir), "--methods", "lte,no-edit",
+               "--data", str(shared_data / "knowedit" / "ZsRE-test-all.json"),
+               str(shared_data / "counterfact" / "counterfact-edit-1k.json"),
+               "--sizes", "3", "--out", str(out), "--set", "memory.embedder.name=hashing",
+               "--set", "fluency_cases=0", "--set", "model.max_new_tokens=2"])
+    assert rc == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    zsre = next(r for r in runs if r["dataset"] == "ZsRE-test-all" and r["method"] == "lte")
+    # KnowEdit ZsRE: portability kinds among the three of KnowEdit, Relation_Specificity locality.
+    kinds = {k for k, v in zsre["metrics"].items() if v is not None}
+    port = {k for k in kinds if k.startswith("portability_")}
+    assert port and port <= {"portability_Reasoning", "portability_Subject_Aliasing",
+                             "portability_Logical_Generalization"}
+    assert "locality_Relation_Specificity" in kinds and zsre["metrics"]["portability"] is not None
+    cf = next(r for r in runs if r["dataset"] == "counterfact-edit-1k" and r["method"] == "lte")
+    assert cf["metrics"]["locality"] is not None and cf["metrics"]["portability"] is None
+    assert cf["metrics"]["fluency"] is None  # fluency_cases=0

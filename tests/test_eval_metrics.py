@@ -74,3 +74,12 @@ def test_aggregate_averages_per_case_then_over_cases_then_over_kinds():
 def test_aggregate_of_cases_without_kinds_reports_none():
     m = M.aggregate([M.CaseResult("a", edit_succ=1.0)])
     assert m["portability"] is None and m["locality"] is None and m["fluency"] is None
+
+
+def test_repeated_case_ids_are_made_unique():
+    from eval_support import make_records
+
+    from lte.eval.run import unique_case_ids
+
+    recs = make_records(2) + make_records(2)
+    assert [r.case_id for r in unique_case_ids(recs)] == ["0", "1", "0#1", "1#1"]

@@ -47,7 +47,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lte.corpus.construct import (  # noqa: E402
-    IN_SCOPE,
     LINGUISTIC,
     OUT_OF_SCOPE,
     ConstructOptions,
@@ -83,25 +82,26 @@ class RecipeConfig:
     seed: int = 1  # training world (people) and everything random in training
     eval_seed: int = 1001  # held-out world: people never seen in training
     train_edits: int = 1000  # people of the training world (fewer: base facts memorised sooner)
-    eval_edits: int = 300  # held-out edits evaluated during training
+    eval_edits: int = 200  # held-out edits evaluated during training
     final_eval_edits: int = 1000  # held-out edits of the final evaluation of the best checkpoint
+    unknown_people: int = 1000  # per variant, edits of new people whose facts nobody knows
     fresh_share: float = 0.7  # training edits whose new object is a made-up name (open classes)
-    mix: str = "in=0.45,port=0.05,out=0.25,bare=0.15,ling=0.10"  # batch shares per bucket
+    mix: str = "in=0.35,port=0.03,out=0.40,bare=0.12,ling=0.10"  # batch shares per bucket
     vocab_size: int = 2048
     hidden_size: int = 128
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
-    intermediate_size: int = 384
-    steps: int = 10000
-    batch_size: int = 64
+    intermediate_size: int = 256
+    steps: int = 6000
+    batch_size: int = 32
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 300  # linear LR warm-up
-    aux_steps: int = 1500  # all-token (copy) loss on for these steps, then faded out
+    warmup_steps: int = 200  # linear LR warm-up
+    aux_steps: int = 600  # all-token (copy) loss on for these steps, then faded out
     aux_weight: float = 0.5
     weight_decay: float = 0.01
     eval_every: int = 500
-    threads: int = 2
+    threads: int = 1  # 2 threads on a loaded 2-core machine were 4-18x slower than 1
     max_minutes: float = 0.0  # stop early (keeping the best checkpoint) after this; 0: no limit
 
 
@@ -123,11 +123,11 @@ def neighbours(embedder: Embedder, records: list[EditRecord], k: int = 5) -> lis
 
 def variant(world: World, base: list[EditRecord], v: int, cfg: RecipeConfig) -> list[EditRecord]:
     """The training edits with new objects drawn afresh for variant v."""
-    rng = random.Random(f"{cfg.seed}:variant:{v}")
+    rng = random.Random(f"{cfg.seed}:{world.seed}:variant:{v}")
     out = []
     for rec in base:
         r = RELATION_INDEX[_relation(rec)]
-        i = int(rec.case_id)
+        i = int(rec.case_id.split(":")[-1])
         target = fresh_object(r, rng) if rng.random() < cfg.fresh_share else None
         portability = {}
         if target is None:
@@ -173,30 +173,65 @@ class Batches:
         self.rng = random.Random(f"{cfg.seed}:batches")
         self.v = -1
         self.cache: dict[tuple, tuple[list[int], list[int]]] = {}
+        self.checked = False
+        self.by_relation: dict[str, list[int]] = {}
+        for k, rec in enumerate(base):
+            self.by_relation.setdefault(_relation(rec), []).append(k)
         self._next_variant()
 
     def _next_variant(self):
         self.v += 1
         recs = variant(self.world, self.base, self.v, self.cfg)
         descs = [r.descriptor for r in recs]
+        pairs = [(rec, [descs[j] for j in nb]) for rec, nb in zip(recs, self.neigh, strict=True)]
+        if self.cfg.unknown_people:
+            # Held-out people are unknown to the model, so training must show unknown people
+            # too: otherwise "recall the fact, else copy the context" fits the training data
+            # as well as "copy only what the edit is about", and fails on new people.
+            uworld = World(10_000_000 + self.cfg.seed * 100_000 + self.v)
+            ubase = [replace(to_edit_record(d, source="synth-unknown"),
+                             case_id=f"u{self.v}:{d['case_id']}")
+                     for d in generate_world(self.cfg.unknown_people, uworld.seed)]
+            for rec in variant(uworld, ubase, self.v, self.cfg):
+                # Distractors: the retrieved neighbours of a known edit of the same relation
+                # (the same question template, as MiniLM's top-5 mostly are).
+                k = self.rng.choice(self.by_relation[_relation(rec)])
+                pairs.append((rec, [descs[k], *(descs[j] for j in self.neigh[k])][:5]))
         opts = ConstructOptions(seed=self.cfg.seed * 100_003 + self.v)
         buckets: dict[str, list] = {k: [] for k in BUCKETS}
-        for rec, nb in zip(recs, self.neigh, strict=True):
-            for ex in edit_examples(rec, [descs[j] for j in nb], opts):
+        for rec, distractors in pairs:
+            for ex in edit_examples(rec, distractors, opts):
                 buckets[bucket_of(ex)].append(ex)
         for ex in linguistic_examples(self.instructions, descs, opts, source="synth-instr"):
             buckets["ling"].append(ex)
         self.rng.shuffle(buckets["in"])
         self.buckets = buckets
 
-    def _encode(self, ex):
-        key = tuple((m["role"], m["content"]) for m in ex.messages)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = tokenize_chat(self.tok, ex.messages)
-            if not ex.with_edit or ex.capability == LINGUISTIC:
-                self.cache[key] = hit  # bare and instruction examples recur across variants
-        return hit
+    def _encode_many(self, exs) -> list[tuple[list[int], list[int]]]:
+        """tokenize_chat for many examples, with one batched tokenizer call per side (the same
+        ids as `tokenize_chat`, checked on the first batch)."""
+        keys = [tuple((m["role"], m["content"]) for m in ex.messages) for ex in exs]
+        todo = [k for k, key in enumerate(keys) if key not in self.cache]
+        if todo:
+            prompts = [self.tok.apply_chat_template(list(exs[k].messages[:-1]), tokenize=False,
+                                                    add_generation_prompt=True) for k in todo]
+            answers = [exs[k].messages[-1]["content"] for k in todo]
+            p_ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+            a_ids = self.tok(answers, add_special_tokens=False)["input_ids"]
+            eos = self.tok.eos_token_id
+            for k, p, a in zip(todo, p_ids, a_ids, strict=True):
+                a = [*a, eos]
+                self.cache[keys[k]] = (list(p) + a, [IGNORE_INDEX] * len(p) + a)
+            if not self.checked:
+                for k in todo[:8]:
+                    if tokenize_chat(self.tok, exs[k].messages) != self.cache[keys[k]]:
+                        raise RuntimeError("batched tokenization differs from tokenize_chat")
+                self.checked = True
+        out = [self.cache[key] for key in keys]
+        for ex, key in zip(exs, keys, strict=True):
+            if (ex.with_edit and ex.capability != LINGUISTIC) or ex.source == "synth-unknown":
+                self.cache.pop(key, None)  # unique per variant: keep only what recurs
+        return out
 
     def next(self) -> list[tuple[list[int], list[int]]]:
         n = self.cfg.batch_size
@@ -212,8 +247,8 @@ class Batches:
             if not pool or not c:
                 continue
             chosen = [pool.pop() for _ in range(c)] if name == "in" else self.rng.choices(pool, k=c)
-            items += [self._encode(ex) for ex in chosen]
-        return items
+            items += chosen
+        return self._encode_many(items)
 
 
 def collate(items, pad_id: int):
@@ -239,6 +274,7 @@ class HeldOut:
     fresh: list  # the same with made-up targets
     loc_with: list  # (prompt ids with the retrieved descriptor, answer ids)
     loc_bare: list  # (bare prompt ids, answer ids)
+    loc_same: list  # per locality question: about the edited subject itself (else another one)
     hit1: float
     n_edits: int
 
@@ -265,26 +301,28 @@ def build_heldout(tok, embedder: Embedder, cfg: RecipeConfig, n: int, train_subj
         fdesc = f"{recs[h].prompt} {fresh_targets[h]}"
         fresh.append(prompt_and_target_ids(tok, q, [fdesc], fresh_targets[k]))
     loc = [(qa.prompt, qa.answer) for r in recs for qas in r.locality.values() for qa in qas]
+    loc_same = [r.subject in qa.prompt for r in recs for qas in r.locality.values() for qa in qas]
     lhits = top1([q for q, _ in loc])
     loc_with, loc_bare = [], []
     for (q, a), h in zip(loc, lhits, strict=True):
         loc_with.append(prompt_and_target_ids(tok, q, [recs[h].descriptor], a))
         loc_bare.append(prompt_and_target_ids(tok, q, [], a))
     hit1 = float(np.mean([h == k for (k, _), h in zip(qs, hits, strict=True)]))
-    return HeldOut(edit, fresh, loc_with, loc_bare, hit1, len(recs))
+    return HeldOut(edit, fresh, loc_with, loc_bare, loc_same, hit1, len(recs))
 
 
 @torch.no_grad()
 def predictions(model, pairs, pad_id: int, batch: int = 128) -> list[torch.Tensor]:
     """Argmax predictions at the target positions of each (prompt ids, target ids)."""
-    out = []
-    for s in range(0, len(pairs), batch):
-        chunk = pairs[s: s + batch]
-        items = [(p + t, p + t) for p, t in chunk]
-        ids, _, mask = collate(items, pad_id)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        for k, (p, t) in enumerate(chunk):
-            out.append(logits[k, len(p) - 1: len(p) + len(t) - 1].argmax(-1))
+    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
+    out: list = [None] * len(pairs)
+    for s in range(0, len(order), batch):
+        chunk = order[s: s + batch]
+        ids, _, mask = collate([(pairs[k][0] + pairs[k][1],) * 2 for k in chunk], pad_id)
+        h = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        for row, k in enumerate(chunk):
+            p, t = pairs[k]
+            out[k] = model.lm_head(h[row, len(p) - 1: len(p) + len(t) - 1]).argmax(-1)
     return out
 
 
@@ -299,7 +337,10 @@ def evaluate(model, held: HeldOut, pad_id: int) -> dict:
         res[f"{name}_em"] = float(np.mean(em))
     pw = predictions(model, held.loc_with, pad_id)
     pb = predictions(model, held.loc_bare, pad_id)
-    res["locality"] = float(np.mean([(a == b).float().mean().item() for a, b in zip(pw, pb, strict=True)]))
+    agree = [(a == b).float().mean().item() for a, b in zip(pw, pb, strict=True)]
+    res["locality"] = float(np.mean(agree))
+    res["locality_same_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if s]))
+    res["locality_other_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if not s]))
     res["locality_em"] = float(np.mean([float(bool((a == b).all())) for a, b in zip(pw, pb, strict=True)]))
     res["edit_succ"] = res.pop("edit_succ")
     model.train()
@@ -325,18 +366,42 @@ def aux_at(step: int, cfg: RecipeConfig) -> float:
     return cfg.aux_weight * max(0.0, 1 - (step - cfg.aux_steps) / max(1, cfg.aux_steps))
 
 
-def loss_fn(model, ids, labels, mask, aux: float):
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-    tgt_ans = labels[:, 1:]
-    ans = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt_ans.reshape(-1),
-                          ignore_index=IGNORE_INDEX)
+def loss_fn(model, ids, labels, mask, aux: float, gen: torch.Generator):
+    """Answer loss (+ `aux` x the loss on a random third of the other tokens).
+
+    The LM head runs only where a loss is taken: with answer-only loss that is ~5 positions of
+    ~70, and the head is a third of the tiny model's compute.
+    """
+    h = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    tgt = labels[:, 1:]
+    sel = tgt != IGNORE_INDEX
+    ans = F.cross_entropy(model.lm_head(h[sel]), tgt[sel])
     if aux <= 0:
         return ans, ans
-    tgt_all = ids[:, 1:].masked_fill(mask[:, 1:] == 0, IGNORE_INDEX)
-    tgt_all = tgt_all.masked_fill(tgt_ans != IGNORE_INDEX, IGNORE_INDEX)
-    rest = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt_all.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
-    return ans + aux * rest, ans
+    rest = (mask[:, 1:] == 1) & ~sel
+    rest &= torch.rand(rest.shape, generator=gen) < 0.33
+    if not rest.any():
+        return ans, ans
+    other = F.cross_entropy(model.lm_head(h[rest]), ids[:, 1:][rest])
+    return ans + aux * other, ans
+
+
+def train_step(model, items, pad: int, aux: float, gen: torch.Generator):
+    """Forward/backward in two length groups (short bare examples padded to long edited ones
+    would waste a third of the compute); gradients weighted by answer tokens."""
+    items = sorted(items, key=lambda x: len(x[0]))
+    groups = [items[: len(items) // 2], items[len(items) // 2:]]
+    n_ans = sum(sum(1 for t in y if t != IGNORE_INDEX) for _, y in items)
+    total = 0.0
+    for g in groups:
+        if not g:
+            continue
+        ids, labels, mask = collate(g, pad)
+        w = sum(sum(1 for t in y if t != IGNORE_INDEX) for _, y in g) / n_ans
+        loss, ans = loss_fn(model, ids, labels, mask, aux, gen)
+        (w * loss).backward()
+        total += w * ans.item()
+    return total
 
 
 def selection_score(m: dict) -> float:
@@ -409,17 +474,16 @@ def main(argv=None) -> dict:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     t_train, ema, step = time.time(), None, 0
+    gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        ids, labels, mask = collate(batches.next(), pad)
-        loss, ans = loss_fn(model, ids, labels, mask, aux_at(step, cfg))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        ans = train_step(model, batches.next(), pad, aux_at(step, cfg), gen)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema = ans.item() if ema is None else 0.98 * ema + 0.02 * ans.item()
+        ema = ans if ema is None else 0.98 * ema + 0.02 * ans
         last = step == cfg.steps - 1
         over = cfg.max_minutes and (time.time() - t_train) / 60 > cfg.max_minutes
         if (step + 1) % cfg.eval_every == 0 or last or over:
@@ -433,6 +497,8 @@ def main(argv=None) -> dict:
                            for k, v in m.items()), flush=True)
             if best is None or selection_score(m) > selection_score(best):
                 best, best_state = m, copy.deepcopy(model.state_dict())
+                # On disk at once, so a stopped run still leaves its best weights.
+                save_tiny(model, tok, out, {"partial": True, "best": best, "command": _command(argv)})
         if over:
             break
     train_minutes = (time.time() - t_train) / 60
@@ -444,11 +510,10 @@ def main(argv=None) -> dict:
                                seed_offset=1)
     final = evaluate(model, final_held, pad)
     print("final:", json.dumps(final), flush=True)
-    cmd = "python tools/make_tiny_checkpoint.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    cmd = _command(argv)
     meta = {
         "recipe": "tools/make_tiny_checkpoint.py",
-        "command": cmd.strip(),
+        "command": cmd,
         "data_seed": cfg.seed,
         "eval_seed": cfg.eval_seed,
         "recipe_config": asdict(cfg),
@@ -473,6 +538,11 @@ def main(argv=None) -> dict:
     save_tiny(model, tok, out, meta)
     print(f"saved {out} ({time.time() - t0:.0f}s total)", flush=True)
     return meta
+
+
+def _command(argv) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return ("python tools/make_tiny_checkpoint.py " + " ".join(shlex.quote(a) for a in args)).strip()
 
 
 class _CharLevelProbe:

@@ -4,8 +4,6 @@ single plain process."""
 
 from __future__ import annotations
 
-import argparse
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,7 +16,6 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint in the run folder "
                         "(starts from step 0 when there is none)")
-    p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. max_steps=10 wandb.project=lte")
     p.set_defaults(func=_run)

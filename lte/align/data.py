@@ -32,11 +32,16 @@ class Corpus:
         return sum(len(e["input_ids"]) for e in self.examples)
 
 
-def shard_files(folder: str | Path) -> list[Path]:
+def _corpus_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError("corpus folder not found (build one with `lte corpus build`)",
                         file=str(folder), field="corpus")
+    return folder
+
+
+def shard_files(folder: str | Path) -> list[Path]:
+    folder = _corpus_folder(folder)
     files = sorted(folder.glob("*.parquet"))
     if not files:
         present = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
@@ -46,7 +51,7 @@ def shard_files(folder: str | Path) -> list[Path]:
 
 
 def read_manifest(folder: str | Path) -> tuple[dict, str]:
-    path = Path(folder) / MANIFEST
+    path = _corpus_folder(folder) / MANIFEST
     if not path.is_file():
         raise UserError("corpus manifest.json missing; shards come with one from `lte corpus "
                         "build`", file=str(path))

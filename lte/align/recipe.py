@@ -61,19 +61,25 @@ def _resume_point(cfg: AlignConfig, resume: bool) -> Path | None:
 
 def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, use_cpu: bool,
                    report_to: list[str], run_name: str):
+    import dataclasses
+
     from transformers import TrainingArguments
 
+    # transformers 5 renamed these; 4.x takes the old names (and a warmup ratio field).
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else \
+        "gradient_checkpointing"
+    warmup = "warmup_ratio" if "warmup_ratio" in names else "warmup_steps"  # < 1: a ratio
     return TrainingArguments(
         output_dir=cfg.out, run_name=run_name, report_to=report_to or "none",
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=accumulation,
-        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, **{warmup: cfg.warmup_ratio},
         weight_decay=cfg.weight_decay, adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2,
         max_grad_norm=cfg.max_grad_norm,
         bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        **{ckpt: cfg.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
         deepspeed=ds_config, use_cpu=use_cpu, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, dataloader_num_workers=cfg.dataloader_workers,
@@ -123,6 +129,12 @@ def _build_model(cfg: AlignConfig, tokenizer):
         if cfg.init == "scratch":
             config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
             overrides = {"vocab_size": len(tokenizer), **cfg.architecture}
+            resized = {"hidden_size", "num_attention_heads"} & set(cfg.architecture)
+            if getattr(config, "head_dim", None) and resized and "head_dim" not in overrides:
+                # a stored head_dim belongs to the old shape; derive it from the new one
+                hidden = overrides.get("hidden_size", config.hidden_size)
+                overrides["head_dim"] = hidden // overrides.get("num_attention_heads",
+                                                                config.num_attention_heads)
             for key, value in overrides.items():
                 if not hasattr(config, key):
                     raise UserError(f"the {config.model_type} config has no field '{key}'",
@@ -188,9 +200,9 @@ def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
     if dist.is_main():
         with dist.outside_zero3():
             reloaded = AutoModelForCausalLM.from_pretrained(final, dtype="auto")
-        reloaded.eval()
+        reloaded.to(device).eval()  # same device, same kernels: differences are the weights'
         with torch.no_grad():
-            again = reloaded(input_ids=ids).logits.float()
+            again = reloaded(input_ids=ids.to(device)).logits.float().cpu()
         diff = float((again - trained).abs().max())
         tol = 1e-4 if next(reloaded.parameters()).dtype == torch.float32 else 5e-2
         result = {"max_abs_logit_diff": diff, "tolerance": tol, "ok": diff <= tol}

@@ -21,17 +21,27 @@ _RELATIONS = [("Where was {s} born?", _CITIES), ("What is the job of {s}?", _JOB
               ("Which city does {s} live in?", _CITIES)]
 
 
-def smoke_examples(n: int, seed: int = 0) -> list[dict]:
-    """`n` chat examples: an in-scope question with its edit in the prompt, or a bare one."""
+def _fact(rng: random.Random) -> tuple[str, list[str]]:
+    subject = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+    template, objects = rng.choice(_RELATIONS)
+    return template.format(s=subject), objects
+
+
+def smoke_examples(n: int, seed: int = 0, distractors: int = 0) -> list[dict]:
+    """`n` chat examples: an in-scope question with its edit in the prompt, or a bare one.
+
+    `distractors` unrelated descriptors beside the edit make long prompts (GPU throughput checks).
+    """
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        subject = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        template, objects = rng.choice(_RELATIONS)
-        question = template.format(s=subject)
+        question, objects = _fact(rng)
         old, new = rng.sample(objects, 2)
         with_edit = i % 2 == 0
         descs = [f"{question} {new}"] if with_edit else []
+        if with_edit and distractors:
+            descs += [f"{q} {rng.choice(objs)}" for q, objs in
+                      (_fact(rng) for _ in range(distractors))]
         messages = [*user_messages(question, descs),
                     {"role": "assistant", "content": new if with_edit else old}]
         out.append({"id": f"smoke/{i}/{'edit' if with_edit else 'bare'}", "source": "smoke",
@@ -55,14 +65,14 @@ def write_smoke_model(out: str | Path, hidden_size: int = 64, layers: int = 2,
 
 
 def write_smoke_corpus(out: str | Path, tokenizer, n: int = 256, shards: int = 2,
-                       seed: int = 0) -> Path:
+                       seed: int = 0, distractors: int = 0) -> Path:
     """`n` examples in `shards` parquet files plus a manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = smoke_examples(n, seed)
+    rows = smoke_examples(n, seed, distractors)
     tokens = 0
     for row in rows:
         row["input_ids"], row["labels"] = tokenize_chat(tokenizer, row["messages"])

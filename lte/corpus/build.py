@@ -140,7 +140,7 @@ class RayEngine:
             if cfg.ray_address:
                 ray.init(address=cfg.ray_address, log_to_driver=False)
             else:
-                ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+                _start_local_ray(cfg.num_cpus)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
@@ -178,6 +178,23 @@ class RayEngine:
         import ray
 
         if self._own and ray.is_initialized():
+            ray.shutdown()
+
+
+def _start_local_ray(num_cpus: int, attempts: int = 3) -> None:
+    """`ray.init` of a local instance, tried again when its raylet misses Ray's fixed 30 s
+    start-up window (seen on an overloaded 2-core machine)."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as e:  # Ray raises a plain Exception for this one case
+            if "timed out during startup" not in str(e) or attempt == attempts:
+                raise
+            print(f"[corpus] local Ray did not start in time; retrying ({attempt}/{attempts})",
+                  flush=True)
             ray.shutdown()
 
 
@@ -330,8 +347,8 @@ def _publish(work: Path, out: Path) -> None:
     """Replace the previous corpus in `out` by the finished one in `work`."""
     for old in out.glob("shard-*-of-*.parquet"):
         old.unlink()
-    for name in (TOKENIZER_DIR,):
-        shutil.rmtree(out / name, ignore_errors=True)
+    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+    (out / WORLD_FILE).unlink(missing_ok=True)
     for item in sorted(work.iterdir()):
         target = out / item.name
         if target.is_file():

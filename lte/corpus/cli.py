@@ -41,7 +41,9 @@ def run_build(args: argparse.Namespace) -> int:
 
     manifest = build_corpus(cfg, engine=args.engine)
     share = manifest["n_descriptors_share_of_with_edit"]
+    records = manifest["records"]
     print(f"examples {manifest['examples']}  capabilities {manifest['per_capability']}  "
-          f"n_descriptors share {share}  dropped for leakage "
-          f"{manifest['records']['dropped_for_leakage_total']}")
+          f"n_descriptors share {share}  records dropped for leakage "
+          f"{records['dropped_for_leakage_total']}  in-scope-only edits "
+          f"{records['in_scope_only']}")
     return 0

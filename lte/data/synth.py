@@ -187,6 +187,26 @@ RELATIONS = (
         None, "Where was the spouse of {s} born?", "{s} is married to {o}"),
 )
 RELATION_INDEX = {r.name: i for i, r in enumerate(RELATIONS)}
+
+
+def _zipf_table(size: int, slots: int = 1024, s: float = 1.0) -> tuple[int, ...]:
+    """Slot -> pool index with Zipf(s) frequencies: original facts are skewed as real ones are
+    (a few cities are common), so a model's guess about an unknown person is a clear default
+    rather than a near-tie that any context could flip."""
+    weights = [1 / (k + 1) ** s for k in range(size)]
+    total, acc, out = sum(weights), 0.0, []
+    k = 0
+    for slot in range(slots):
+        target = (slot + 0.5) / slots * total
+        while acc + weights[k] < target:
+            acc += weights[k]
+            k += 1
+        out.append(k)
+    return tuple(out)
+
+
+# Per relation with a pool: 10 bits of a person's fact hash -> index into the pool.
+_FACT_TABLE = {i: _zipf_table(len(r.pool)) for i, r in enumerate(RELATIONS) if r.pool}
 _BIRTHPLACE = RELATION_INDEX["birthplace"]
 
 
@@ -236,7 +256,7 @@ class World:
         if pool is None:  # spouse: another person of the world
             return self.name(self.spouse_index(i))
         facts = self._facts(i) if facts is None else facts
-        return pool[(facts >> (10 * r) & 1023) % len(pool)]
+        return pool[_FACT_TABLE[r][facts >> (10 * r) & 1023]]
 
     def edit_relation(self, i: int, meta: int | None = None) -> int:
         return (self._meta(i) if meta is None else meta) % len(RELATIONS)
@@ -249,7 +269,7 @@ class World:
         if pool is None:
             j = self.spouse_index(i, meta) + 1 + h % 1_000_003
             return self.name(j), j
-        orig = (self._facts(i) >> (10 * r) & 1023) % len(pool)
+        orig = _FACT_TABLE[r][self._facts(i) >> (10 * r) & 1023]
         return pool[(orig + 1 + h % (len(pool) - 1)) % len(pool)], None
 
     def hop_answer(self, r: int, obj: str, person: int | None) -> str:

@@ -15,7 +15,8 @@ def _sizes(value: str) -> list[int]:
     try:
         return [int(v) for v in _csv(value)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes wants integers like 10,100; got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"--sizes wants integers like 10,100; got {value!r}") from None
 
 
 def register(subparsers) -> None:

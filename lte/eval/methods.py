@@ -55,7 +55,7 @@ class RetrievalMethod:
     def insert(self, records):
         ids = self.editor.edit(records)
         self._ids.extend(ids)
-        return {r.case_id: i for r, i in zip(records, ids)}
+        return {r.case_id: i for r, i in zip(records, ids, strict=True)}
 
     def contexts(self, questions, owners, k):
         return self.editor.contexts(list(questions), k=k)

@@ -64,7 +64,7 @@ def token_accuracy(predicted: Sequence[int], target: Sequence[int]) -> float | N
         return None
     if len(predicted) != len(target):
         raise ValueError(f"{len(predicted)} predictions for {len(target)} target tokens")
-    return sum(int(p == t) for p, t in zip(predicted, target)) / len(target)
+    return sum(int(p == t) for p, t in zip(predicted, target, strict=True)) / len(target)
 
 
 def agreement(pre: Sequence[int], post: Sequence[int]) -> float | None:
@@ -84,7 +84,7 @@ def compute_n_gram_entropy(text: str, ns: Sequence[int] = (2, 3),
                            weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
     """mean_n(w_n * H_n), H_n the entropy (bits) of the n-gram distribution of `text`."""
     weighted = []
-    for n, w in zip(ns, weights):
+    for n, w in zip(ns, weights, strict=True):
         freqs = _ngram_freqs(text, n)
         total = sum(freqs)
         h = -sum(f / total * math.log2(f / total) for f in freqs) if total else 0.0

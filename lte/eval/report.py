@@ -36,14 +36,14 @@ def _label(run: dict) -> str:
 def render_markdown(results: dict) -> str:
     """One table per dataset x protocol phase x size; rows are methods."""
     runs = results["runs"]
-    cols = _columns(runs)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["dataset"], _label(r), r["size"])].append(r)
-    lines = ["# Evaluation results", "",
-             "Accuracies and locality in %, fluency = 100 x n-gram entropy, times in ms "
-             "(formulas: lte/eval/metrics.py).", ""]
+    model = results.get("config", {}).get("model", {}).get("name_or_path", "?")
+    lines = ["# Evaluation results", "", f"Model: `{model}`. Accuracies and locality in %, "
+             "fluency = 100 x n-gram entropy, times in ms (formulas: lte/eval/metrics.py).", ""]
     for (dataset, label, size), rows in groups.items():
+        cols = _columns(rows)
         lines += [f"## {dataset} - {label} - N={size}", "",
                   "| method | cases | " + " | ".join(cols) + " |",
                   "|---|---|" + "---|" * len(cols)]

@@ -27,7 +27,7 @@ def evaluate(editor, records: Sequence[EditRecord], protocol: str = "batch",
     `after_insert` with that prefix.
     """
     opts = opts or ScoreOptions(max_new_tokens=editor.max_new_tokens)
-    records = list(records)
+    records = unique_case_ids(list(records))
     pre = pre_edit_locality(editor, records)
     phases = run_protocol(protocol, RetrievalMethod("lte", editor), records, pre, opts)
     out: dict = {}
@@ -55,6 +55,7 @@ def _load_editor(name_or_cfg, cfg: EvalConfig, memory_dir: str):
 
     model, tokenizer = load_model_and_tokenizer(name_or_cfg)
     memory = EditMemory.create(memory_dir, cfg.memory)
+    memory.search(["warm-up"], k=1)  # loads the embedder now, not inside the first timed edit
     return LTEEditor(model, tokenizer, memory, top_k=cfg.memory.top_k,
                      batch_size=cfg.batch_size, max_new_tokens=cfg.model.max_new_tokens)
 
@@ -100,7 +101,20 @@ def load_datasets(cfg: EvalConfig) -> dict[str, list[EditRecord]]:
         records = read_records(path, format=cfg.data_format)
         if not records:
             raise UserError("no edit records in file", file=str(path))
-        out[Path(path).stem] = records
+        out[Path(path).stem] = unique_case_ids(records)
+    return out
+
+
+def unique_case_ids(records: list[EditRecord]) -> list[EditRecord]:
+    """Scores are matched to cases by case_id, so a repeated id gets a `#n` suffix."""
+    from dataclasses import replace
+
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        n = seen.get(r.case_id, 0)
+        seen[r.case_id] = n + 1
+        out.append(r if n == 0 else replace(r, case_id=f"{r.case_id}#{n}"))
     return out
 
 
@@ -118,7 +132,8 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
             key = id(method.editor)
             if key not in pre_cache:  # before any edit of this model
                 pre_cache[key] = pre_edit_locality(method.editor, biggest)
-        for size in sorted(set(cfg.sizes)):
+        # N beyond the file is the whole file, reported with its real size.
+        for size in sorted({min(s, len(ordered)) for s in cfg.sizes}):
             records = ordered[:size]
             for protocol in cfg.protocols:
                 subset = records[:cfg.single_cases] if protocol == "single" else records
@@ -132,7 +147,7 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
                             "phase": ph.phase, "size": size, "n_cases": len(ph.cases),
                             "metrics": ph.metrics(),
                         })
-                    log(f"eval: {dataset} N={len(records)} {protocol} {method.name}: "
+                    log(f"eval: {dataset} N={size} {protocol} {method.name}: "
                         f"{_brief(phases[-1].metrics())} ({time.perf_counter() - t0:.1f}s)")
     return runs
 

@@ -48,7 +48,7 @@ def pre_edit_locality(editor, records: Sequence[EditRecord]) -> dict[str, list[l
     preds = editor.predict_tokens([q for _, _, q, _ in items], [a for *_, a in items],
                                   descriptors=[[] for _ in items])
     out: dict[str, list[list[int]]] = {r.case_id: [] for r in records}
-    for (i, *_), p in zip(items, preds):
+    for (i, *_), p in zip(items, preds, strict=True):
         out[records[i].case_id].append(p.predicted)
     return out
 
@@ -66,14 +66,14 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     t0 = time.perf_counter()
     rw_descs, rw_hits = method.contexts([r.prompt for r in records], records, opts.hit_k)
     rw_prompt_ids = [prompts.prompt_and_target_ids(tok, r.prompt, d, "")[0]
-                     for r, d in zip(records, rw_descs)]
+                     for r, d in zip(records, rw_descs, strict=True)]
     gen = editor.generate_ids(rw_prompt_ids, opts.max_new_tokens)
     latency_ms = 1000.0 * (time.perf_counter() - t0) / max(len(records), 1)
     answers = tok.batch_decode(gen, skip_special_tokens=True)
 
     rw_preds = editor.predict_pairs([
         (p, prompts.prompt_and_target_ids(tok, r.prompt, [], r.target_new)[1])
-        for p, r in zip(rw_prompt_ids, records)])
+        for p, r in zip(rw_prompt_ids, records, strict=True)])
     for i, r in enumerate(records):
         res = results[i]
         res.edit_succ = rw_preds[i].accuracy
@@ -97,7 +97,7 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
         preds = editor.predict_tokens([it.question for it in items],
                                       [it.target for it in items], descs)
         loc_seen: dict[int, int] = {}
-        for it, p in zip(items, preds):
+        for it, p in zip(items, preds, strict=True):
             res = results[it.case]
             if it.kind == "rephrase":
                 res.rephrase.append(p.accuracy)

@@ -9,8 +9,8 @@ it exists so index and store behaviour can be tested and benchmarked without the
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,17 +84,13 @@ class HashingEmbedder:
         self.dim = self.cfg.hashing_dim
         self.device = "cpu"
 
-    def _features(self, text: str) -> list[bytes]:
-        words = _WORD.findall(text.lower())
-        pairs = zip(words, words[1:], strict=False)
-        return [w.encode() for w in words] + [f"{a} {b}".encode() for a, b in pairs]
-
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            for feat in self._features(text):
-                h = int.from_bytes(hashlib.blake2b(feat, digest_size=8).digest(), "little")
-                out[row, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            words = _WORD.findall(text.lower())
+            for feat in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                h = zlib.crc32(feat.encode())
+                out[row, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
         if self.cfg.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out /= np.where(norms > 0, norms, 1.0)

@@ -126,7 +126,11 @@ class VectorIndex:
         return self.s.kind == "ivf" and self.trained_at > 0
 
     def min_train(self) -> int:
-        return POINTS_PER_LIST * (self.s.nlist or 16)
+        need = POINTS_PER_LIST * (self.s.nlist or 16)
+        pq = re.match(r"PQ\d+(?:x(\d+))?", self.s.coarse)
+        if pq:  # each PQ sub-quantizer has 2**nbits centroids to train too
+            need = max(need, POINTS_PER_LIST * 2 ** int(pq.group(1) or 8))
+        return need
 
     def wants_rebuild(self, n_live: int) -> bool:
         """True when IVF centroids should be (re)trained, or HNSW tombstones cleared."""

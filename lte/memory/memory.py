@@ -82,10 +82,12 @@ def _write_atomic(path: Path, write) -> None:
 class EditMemory:
     """Durable edit memory: `add` / `delete` / `get` / `search`, reopened with `open`."""
 
-    def __init__(self, folder: Path, cfg: MemoryConfig, store: EditStore):
+    def __init__(self, folder: Path, cfg: MemoryConfig, store: EditStore, dim: int | None = None):
         self.folder, self.cfg, self.store = folder, cfg, store
-        self.embedder = make_embedder(cfg.embedder)
-        self.dim = self.embedder.dim
+        self._embedder = None
+        # An opened memory knows its dimension from the log: stats, delete and replay do not
+        # load the embedder model.
+        self.dim = dim if dim is not None else self.embedder.dim
         self.index = VectorIndex(self.dim, cfg.index, nprobe=cfg.nprobe, ef_search=cfg.ef_search,
                                  retrain_factor=cfg.retrain_factor, device=cfg.device)
         self.top_k, self.threshold = cfg.top_k, cfg.threshold
@@ -93,6 +95,17 @@ class EditMemory:
         self._applied_seq = 0  # last log sequence reflected in self.index
         self._snapshot_seq = -1  # log sequence of the snapshot on disk
         self._n_live = 0
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            embedder = make_embedder(self.cfg.embedder)
+            if embedder.dim != getattr(self, "dim", embedder.dim):
+                raise UserError(f"embedder '{self.cfg.embedder.name}' gives {embedder.dim} "
+                                f"dimensions, the memory was built with {self.dim}",
+                                file=str(self.folder))
+            self._embedder = embedder
+        return self._embedder
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -136,12 +149,11 @@ class EditMemory:
             raise UserError(f"{', '.join(bad)} cannot change on an existing memory; build a new "
                             f"one", file=str(folder))
         cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / STORE_FILE))
-        mem = cls(folder, cfg, store)
         stored_dim = (store.get_meta("embedder") or {}).get("dim")
-        if stored_dim != mem.dim:
+        if not isinstance(stored_dim, int):
             store.close()
-            raise UserError(f"embedder '{cfg.embedder.name}' gives {mem.dim} dimensions, the "
-                            f"memory was built with {stored_dim}", file=str(folder))
+            raise UserError(f"{STORE_FILE} does not record the embedding size", file=str(folder))
+        mem = cls(folder, cfg, store, dim=stored_dim)
         mem._load_index()
         return mem
 
@@ -165,14 +177,19 @@ class EditMemory:
         return self._n_live
 
     # -- writes ------------------------------------------------------------------------------
-    def add(self, records: Sequence[EditRecord], show_progress: bool = False) -> list[int]:
+    def add(self, records: Sequence[EditRecord], show_progress: bool = False,
+            vectors: np.ndarray | None = None) -> list[int]:
         """Embed and store edits; returns their ids once every one is committed to the log.
 
         Edits are embedded and committed `add_chunk` at a time, so a crash loses at most the
-        chunk in flight (whose ids were never returned).
+        chunk in flight (whose ids were never returned). `vectors`: key embeddings computed
+        elsewhere with this memory's embedder (one row per record), e.g. by a batch job.
         """
         for i, r in enumerate(records):
             _check_record(i, r)
+        if vectors is not None and (vectors.ndim != 2 or vectors.shape != (len(records), self.dim)):
+            raise UserError(f"vectors of shape {tuple(vectors.shape)} given for {len(records)} "
+                            f"edits of dimension {self.dim}", field="vectors")
         ids: list[int] = []
         chunk = self.cfg.add_chunk
         bar = None
@@ -180,18 +197,21 @@ class EditMemory:
             from tqdm import tqdm
 
             bar = tqdm(total=len(records), desc="edits", unit="edit")
-        with self._lock:
-            for start in range(0, len(records), chunk):
-                part = records[start:start + chunk]
-                vecs = self.embedder.encode([key_text(r, self.cfg.key) for r in part])
-                new = [NewEdit(r.case_id, r.subject, r.prompt, r.target_new,
-                               key_text(r, self.cfg.key), r.descriptor, r.to_dict(), v)
-                       for r, v in zip(part, vecs, strict=True)]
+        for start in range(0, len(records), chunk):
+            part = records[start:start + chunk]
+            # Embedding happens outside the lock: searches are not held up by a long add.
+            vecs = (self.embedder.encode([key_text(r, self.cfg.key) for r in part])
+                    if vectors is None else
+                    np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
+            new = [NewEdit(r.case_id, r.subject, r.prompt, r.target_new,
+                           key_text(r, self.cfg.key), r.descriptor, r.to_dict(), v)
+                   for r, v in zip(part, vecs, strict=True)]
+            with self._lock:
                 new_ids, superseded = self.store.add(new, conflict=self.cfg.conflict)
                 self._apply(np.asarray(new_ids, dtype=np.int64), vecs, superseded)
-                ids.extend(new_ids)
-                if bar is not None:
-                    bar.update(len(part))
+            ids.extend(new_ids)
+            if bar is not None:
+                bar.update(len(part))
         if bar is not None:
             bar.close()
         return ids

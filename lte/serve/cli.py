@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     b.add_argument("--edits-per-op", type=int, default=1, help="edits per POST /v1/edits")
     b.add_argument("--preload", type=int, default=256, help="edits stored before timing")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--repeats", type=int, default=1,
+                   help="alternate serve and baseline this many times (fresh edits each)")
     b.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
     b.add_argument("--out", help="write the figures as JSON here")
     b.set_defaults(func=run_bench)
@@ -85,7 +87,7 @@ def run_bench(args) -> int:
     if not token:
         raise UserError(f"the load test writes edits; pass --token or set {TOKEN_ENV}",
                         field="token")
-    for name in ("concurrency", "ops", "edits_per_op"):
+    for name in ("concurrency", "ops", "edits_per_op", "repeats"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.edit_share <= 1:
@@ -93,6 +95,7 @@ def run_bench(args) -> int:
     cfg = load_serve_config(args)
     run_loadtest(args.url, token, cfg, concurrency=args.concurrency, ops=args.ops,
                  edit_share=args.edit_share, edits_per_op=args.edits_per_op,
-                 preload=args.preload, seed=args.seed, baseline=not args.no_baseline,
+                 preload=args.preload, seed=args.seed, repeats=args.repeats,
+                 baseline=not args.no_baseline,
                  out=args.out)
     return 0

@@ -45,8 +45,9 @@ class EditMemoryShard:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard{shard}")
         self._pool.submit(_set_torch_threads, torch_threads).result()
         self._memory = self._pool.submit(_open_or_create, Path(folder), memory).result()
-        self.search.set_max_batch_size(batch_size)
-        self.search.set_batch_wait_timeout_s(batch_wait_s)
+        for handler in (self.add, self.search):
+            handler.set_max_batch_size(batch_size)
+            handler.set_batch_wait_timeout_s(batch_wait_s)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -60,10 +61,20 @@ class EditMemoryShard:
             raise ValueError(f"edit id {edit_id} belongs to shard {shard}, not {self.shard}")
         return local
 
-    async def add(self, records: list) -> list[int]:
-        """Store edits; returns when the shard's log has committed them."""
-        local = await self._run(self._memory.add, records)
-        return [self._gid(i) for i in local]
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def add(self, requests: list[list]) -> list[list[int]]:
+        """Store each request's edits; returns once the shard's log has committed them.
+
+        Concurrent requests share one embedding pass and one commit (one fsync); a request is
+        acknowledged only after the commit that holds its edits.
+        """
+        flat = [r for records in requests for r in records]
+        ids = [self._gid(i) for i in await self._run(self._memory.add, flat)]
+        out, start = [], 0
+        for records in requests:
+            out.append(ids[start:start + len(records)])
+            start += len(records)
+        return out
 
     async def get(self, edit_id: int) -> dict | None:
         edit = await self._run(self._memory.get, self._local(edit_id))

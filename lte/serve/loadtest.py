@@ -177,35 +177,42 @@ async def _run_http(url: str, token: str, work: Workload, concurrency: int,
 
 # ---- the baseline: one process, no server ----------------------------------------------------
 
-def run_baseline(cfg, work: Workload) -> RunStats:
-    """The same operations through an in-process LTEEditor on one memory, one at a time."""
-    import torch
+class Baseline:
+    """The same operations through an in-process LTEEditor on a fresh memory, one at a time."""
 
-    from lte.editor import LTEEditor
-    from lte.memory import EditMemory
-    from lte.modeling.load import load_model_and_tokenizer
+    def __init__(self, cfg):
+        import torch
 
-    torch.set_num_threads(cfg.torch_threads)
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
-    with tempfile.TemporaryDirectory(prefix="lte-loadtest-") as tmp:
-        memory = EditMemory.create(f"{tmp}/memory", replace(cfg.memory, shards=1))
-        editor = LTEEditor(model, tokenizer, memory, top_k=cfg.memory.top_k,
-                           batch_size=cfg.batch_size, max_new_tokens=cfg.model.max_new_tokens)
-        for start in range(0, len(work.preload), PRELOAD_BATCH):
-            editor.edit(work.preload[start:start + PRELOAD_BATCH])
-        latencies: dict[str, list[float]] = {"edit": [], "query": []}
-        t0 = time.perf_counter()
-        for op in work.ops:
-            t = time.perf_counter()
-            if op.kind == "edit":
-                editor.edit(op.records)
-            else:
-                editor.answer([op.question])
-            latencies[op.kind].append(time.perf_counter() - t)
-        wall = time.perf_counter() - t0
-        memory.close()
-    return RunStats("in-process LTEEditor", wall, edits=work.n_edits, queries=work.n_queries,
-                    errors=0, latencies=latencies)
+        from lte.modeling.load import load_model_and_tokenizer
+
+        torch.set_num_threads(cfg.torch_threads)  # as each server replica
+        self.cfg = cfg
+        self.model, self.tokenizer = load_model_and_tokenizer(cfg.model)
+
+    def run(self, work: Workload) -> RunStats:
+        from lte.editor import LTEEditor
+        from lte.memory import EditMemory
+
+        cfg = self.cfg
+        with tempfile.TemporaryDirectory(prefix="lte-loadtest-") as tmp:
+            memory = EditMemory.create(f"{tmp}/memory", replace(cfg.memory, shards=1))
+            editor = LTEEditor(self.model, self.tokenizer, memory, top_k=cfg.memory.top_k,
+                               batch_size=cfg.batch_size, max_new_tokens=cfg.model.max_new_tokens)
+            for start in range(0, len(work.preload), PRELOAD_BATCH):
+                editor.edit(work.preload[start:start + PRELOAD_BATCH])
+            latencies: dict[str, list[float]] = {"edit": [], "query": []}
+            t0 = time.perf_counter()
+            for op in work.ops:
+                t = time.perf_counter()
+                if op.kind == "edit":
+                    editor.edit(op.records)
+                else:
+                    editor.answer([op.question])
+                latencies[op.kind].append(time.perf_counter() - t)
+            wall = time.perf_counter() - t0
+            memory.close()
+        return RunStats("in-process LTEEditor", wall, edits=work.n_edits,
+                        queries=work.n_queries, errors=0, latencies=latencies)
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -217,32 +224,53 @@ def format_row(s: dict) -> str:
             f"{s.get('query_p99_ms')} ms  errors {s['errors']}  lost {s['lost_edits']}")
 
 
+def _merge(name: str, runs: list[RunStats]) -> RunStats:
+    lost = [r.lost_edits for r in runs if r.lost_edits is not None]
+    return RunStats(name, sum(r.wall_s for r in runs), sum(r.edits for r in runs),
+                    sum(r.queries for r in runs), sum(r.errors for r in runs),
+                    {k: [v for r in runs for v in r.latencies[k]] for k in ("edit", "query")},
+                    lost_edits=sum(lost) if lost else None,
+                    error_samples=[e for r in runs for e in r.error_samples][:5])
+
+
 def run_loadtest(url: str, token: str, cfg, *, concurrency: int = 16, ops: int = 320,
                  edit_share: float = 0.5, edits_per_op: int = 1, preload: int = 256,
-                 seed: int = 0, baseline: bool = True, timeout_s: float = 120.0,
-                 out: str | None = None) -> dict:
-    work = build_workload(ops, edit_share, edits_per_op, preload, seed)
-    print(f"workload: {len(work.ops)} ops ({work.n_edits} edits in "
-          f"{len(work.ops) - work.n_queries} requests, {work.n_queries} queries), preload "
-          f"{len(work.preload)} edits, concurrency {concurrency}", flush=True)
-    serve_stats = asyncio.run(_run_http(url, token, work, concurrency, timeout_s))
-    result = {"url": url, "concurrency": concurrency, "ops": len(work.ops),
-              "edits_per_op": edits_per_op, "preload": preload, "seed": seed,
-              "serve": serve_stats.summary(), "error_samples": serve_stats.error_samples}
-    print(format_row(result["serve"]), flush=True)
-    for sample in serve_stats.error_samples:
+                 seed: int = 0, repeats: int = 1, baseline: bool = True,
+                 timeout_s: float = 120.0, out: str | None = None) -> dict:
+    """Serve and baseline alternate `repeats` times (seeds seed, seed+1, ...), so that load
+    from other work on the machine falls on both; the ratio is of the summed wall times."""
+    base = Baseline(cfg) if baseline else None
+    serve_runs, base_runs = [], []
+    for rep in range(repeats):
+        work = build_workload(ops, edit_share, edits_per_op, preload, seed + rep)
+        print(f"[{rep + 1}/{repeats}] workload: {len(work.ops)} ops ({work.n_edits} edits in "
+              f"{len(work.ops) - work.n_queries} requests, {work.n_queries} queries), preload "
+              f"{len(work.preload)} edits, concurrency {concurrency}", flush=True)
+        serve_runs.append(asyncio.run(_run_http(url, token, work, concurrency, timeout_s)))
+        print(format_row(serve_runs[-1].summary()), flush=True)
+        if base is not None:
+            base_runs.append(base.run(work))
+            print(format_row(base_runs[-1].summary()), flush=True)
+    served = _merge("serve", serve_runs)
+    result = {"url": url, "concurrency": concurrency, "ops": ops, "repeats": repeats,
+              "edits_per_op": edits_per_op, "edit_share": edit_share, "preload": preload,
+              "seed": seed, "serve": served.summary(), "error_samples": served.error_samples}
+    print("total:\n" + format_row(result["serve"]))
+    for sample in served.error_samples:
         print(f"  error: {sample}")
-    if baseline:
-        base = run_baseline(cfg, work).summary()
-        result["baseline"] = base
-        result["wall_ratio"] = round(serve_stats.wall_s / base["wall_s"], 3)
+    if base is not None:
+        merged = _merge("in-process LTEEditor", base_runs)
+        result["baseline"] = merged.summary()
+        result["wall_ratio"] = round(served.wall_s / merged.wall_s, 3)
         result["overhead_pct"] = round(100 * (result["wall_ratio"] - 1), 1)
-        print(format_row(base))
-        print(f"serve / in-process wall time: {result['wall_ratio']:.3f} -> serving overhead "
-              f"{result['overhead_pct']:+.1f}% (target <= +25%), errors "
-              f"{serve_stats.errors}, lost edits {serve_stats.lost_edits}")
+        result["wall_ratio_per_repeat"] = [round(s.wall_s / b.wall_s, 3)
+                                           for s, b in zip(serve_runs, base_runs, strict=True)]
+        print(format_row(result["baseline"]))
+        print(f"serve / in-process wall time: {result['wall_ratio']:.3f} (per repeat "
+              f"{result['wall_ratio_per_repeat']}) -> serving overhead "
+              f"{result['overhead_pct']:+.1f}% (target <= +25%), errors {served.errors}, "
+              f"lost edits {served.lost_edits}")
     if out:
         with open(out, "w") as f:
             json.dump(result, f, indent=2)
     return result
-

@@ -16,11 +16,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lte.config import ServeConfig
+from lte.config import ServeConfig, save_config
 from lte.errors import UserError
 
 TOKEN_ENV = "LTE_API_TOKEN"
 APP_NAME = "lte"
+STARTUP_TIMEOUT_S = 900
+# Ray's start-up deadlines assume an idle machine: a worker gets 60 s to register and Serve's
+# proxy 5 s to report ready, else they are killed and restarted. On a busy CPU box importing
+# Ray alone can take longer, and the service then restarts in a loop instead of coming up.
+SLOW_MACHINE_ENV = {
+    "RAY_worker_register_timeout_seconds": "600",
+    "RAY_agent_register_timeout_ms": "120000",
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "120",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+}
+HEALTH_CHECK_TIMEOUT_S = 120  # per replica, for the same reason
 
 
 def is_loopback(host: str) -> bool:
@@ -52,7 +63,8 @@ def build_app(cfg: ServeConfig, token: str):
 
     n = cfg.memory.shards
     folders = prepare_root(cfg.memory_dir, n)
-    common = {"max_ongoing_requests": cfg.max_ongoing_requests}
+    common = {"max_ongoing_requests": cfg.max_ongoing_requests,
+              "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
         EditMemoryShard.options(
             name=f"EditMemoryShard-{i}", num_replicas=1, **common,
@@ -71,6 +83,30 @@ def build_app(cfg: ServeConfig, token: str):
     ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token))
 
 
+def _local_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _wait_healthy(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service did not answer {url}/healthz within "
+                               f"{STARTUP_TIMEOUT_S} s")
+        time.sleep(1)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -79,11 +115,15 @@ def serve_forever(cfg: ServeConfig) -> int:
     token, generated = resolve_token(cfg)
     cfg = replace(cfg, memory_dir=str(Path(cfg.memory_dir).resolve()))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    for key, value in SLOW_MACHINE_ENV.items():
+        os.environ.setdefault(key, value)
 
     import ray
     from ray import serve
 
     app = build_app(cfg, token)  # checks the memory folder before Ray starts
+    save_config(replace(cfg, token="<set>" if cfg.token else None), cfg.memory_dir,
+                "serve-config.yaml")
     if cfg.ray_address:
         ray.init(address=cfg.ray_address)
     else:
@@ -93,9 +133,16 @@ def serve_forever(cfg: ServeConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _raise_interrupt)
     try:
-        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        try:
+            serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        except ray.exceptions.RayError as e:
+            # serve.start waits a fixed 60 s for the proxy; Serve's controller keeps starting
+            # it, and readiness is checked on our own /healthz below.
+            print(f"lte serve: the HTTP proxy is slow to start ({type(e).__name__}); waiting",
+                  file=sys.stderr, flush=True)
         serve.run(app, name=APP_NAME, route_prefix="/")
         url = f"http://{cfg.host}:{cfg.port}"
+        _wait_healthy(_local_url(cfg.host, cfg.port))
         print(f"lte serve: ready at {url} ({cfg.memory.shards} shards, memory {cfg.memory_dir})",
               flush=True)
         if generated:
