@@ -257,3 +257,16 @@ def test_scratch_init_takes_architecture_overrides(smoke):
         _build_model(load_config(AlignConfig, None, [*base, "architecture.hidden_sise=8"]), tok)
     with pytest.raises(UserError, match="only applies with init: scratch"):
         load_config(AlignConfig, None, ["architecture.hidden_size=8"])
+
+
+def test_cli_takes_flags_and_overrides_in_any_order():
+    from lte.align.cli import _split
+    from lte.cli import build_parser
+
+    args = build_parser().parse_args(["align", "--config", "c.yaml", "a=1", "--deepspeed",
+                                      "z.json", "b.c=2", "--resume"])
+    assert _split(args) == ({"deepspeed": "z.json"}, True, ["a=1", "b.c=2"])
+    args = build_parser().parse_args(["align", "--config", "c.yaml", "--out", "o", "a=1"])
+    assert _split(args) == ({"out": "o"}, False, ["a=1"])
+    with pytest.raises(UserError, match="unrecognized arguments: --bogus"):
+        _split(build_parser().parse_args(["align", "--config", "c.yaml", "a=1", "--bogus"]))

@@ -6,9 +6,10 @@
 Runs `lte corpus build` twice in one run, `--engine local` (baseline: every stage in one
 process) then `--engine ray` (local Ray with the config's num_cpus), each in a fresh process.
 Reports records/s (records used / wall time of the whole build, start-up included),
-examples/s, the per-stage times the build prints, and the peak resident memory of the build's
-process tree (driver plus Ray's raylet, GCS and workers; sampled every 0.2 s, so shared pages
-count once per process). Prints the ray/local ratios and whether the shards are identical.
+examples/s, records per CPU-second (user+system time of the build's process tree: a figure that
+holds on a machine shared with other jobs), the per-stage times the build prints, and the peak
+resident memory of the process tree (driver plus Ray's raylet, GCS and workers; sampled every
+0.2 s, so shared pages count once per process). Prints the ray/local ratios and whether the shards are identical.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"^\[corpus\] (.*) \((\d+\.\d)s\)$")
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _sample_tree(proc: psutil.Process, cpu: dict[int, float]) -> int:
+    """RSS of the process tree now; records each process's CPU seconds so far in `cpu`."""
     total = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -37,7 +39,10 @@ def _tree_rss(proc: psutil.Process) -> int:
         return 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            with p.oneshot():
+                total += p.memory_info().rss
+                t = p.cpu_times()
+                cpu[p.pid] = max(cpu.get(p.pid, 0.0), t.user + t.system)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
@@ -52,11 +57,12 @@ def run_build(engine: str, config: str, out: Path, overrides: list[str]) -> dict
     proc = psutil.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, text=True)
     peak = [0]
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc))
+            peak[0] = max(peak[0], _sample_tree(proc, cpu))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -76,7 +82,9 @@ def run_build(engine: str, config: str, out: Path, overrides: list[str]) -> dict
         sys.exit(f"{engine} build failed (exit {rc}):\n" + "\n".join(tail))
     manifest = json.loads((out / "manifest.json").read_text())
     records = sum(manifest["records"]["used"].values())
-    return {"engine": engine, "wall_s": round(wall, 1), "records": records,
+    cpu_s = sum(cpu.values())
+    return {"engine": engine, "wall_s": round(wall, 1), "cpu_s": round(cpu_s, 1),
+            "records_per_cpu_s": round(records / max(cpu_s, 1e-9), 1), "records": records,
             "examples": manifest["examples"], "records_per_s": round(records / wall, 1),
             "examples_per_s": round(manifest["examples"] / wall, 1),
             "peak_rss_mib": round(peak[0] / 2**20), "stages": stages,
@@ -96,11 +104,13 @@ def main() -> None:
         r = results[engine]
         print(f"{engine:>5}: {r['records']} records -> {r['examples']} examples in "
               f"{r['wall_s']} s = {r['records_per_s']} records/s ({r['examples_per_s']} "
-              f"examples/s), peak RSS {r['peak_rss_mib']} MiB", flush=True)
+              f"examples/s), {r['cpu_s']} CPU s = {r['records_per_cpu_s']} records/CPU-s, "
+              f"peak RSS {r['peak_rss_mib']} MiB", flush=True)
         for name, secs in r["stages"]:
             print(f"         {secs:7.1f} s  {name}")
     local, ray = results["local"], results["ray"]
     print(f"ratio ray/local: records/s {ray['records_per_s'] / local['records_per_s']:.2f}x, "
+          f"records/CPU-s {ray['records_per_cpu_s'] / local['records_per_cpu_s']:.2f}x, "
           f"peak memory {ray['peak_rss_mib'] / max(local['peak_rss_mib'], 1):.2f}x; "
           f"identical shards: {ray['shards'] == local['shards']}")
     print(json.dumps(results))

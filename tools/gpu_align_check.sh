@@ -26,6 +26,7 @@ ARCH=(architecture.hidden_size=2048 architecture.intermediate_size=5632
 
 # ---------------------------------------------------------------- environment
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export WANDB_MODE="${WANDB_MODE:-disabled}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 if [[ -z "${CORPUS:-}" ]]; then

@@ -103,6 +103,8 @@ class RecipeConfig:
     eval_every: int = 500
     threads: int = 1  # 2 threads on a loaded 2-core machine were 4-18x slower than 1
     max_minutes: float = 0.0  # stop early (keeping the best checkpoint) after this; 0: no limit
+    stop_at: int = 0  # stop after this many steps (the LR schedule still spans --steps); 0: off
+    gate: float = 0.84  # final evaluation also reports figures with this retrieval threshold
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +279,9 @@ class HeldOut:
     loc_same: list  # per locality question: about the edited subject itself (else another one)
     hit1: float
     n_edits: int
+    edit_bare: list = None  # (bare prompt ids, target ids): what a gated-out question sees
+    edit_sim: list = None  # top-1 similarity per edit question
+    loc_sim: list = None  # top-1 similarity per locality question
 
 
 def build_heldout(tok, embedder: Embedder, cfg: RecipeConfig, n: int, train_subjects: set,
@@ -290,11 +295,13 @@ def build_heldout(tok, embedder: Embedder, cfg: RecipeConfig, n: int, train_subj
         fresh_targets.append(fresh_object(rel, rng) or r.target_new)
     keys = embedder.encode([r.prompt for r in recs])
 
-    def top1(questions: list[str]) -> list[int]:
-        return [int(i) for i in (embedder.encode(questions) @ keys.T).argmax(1)]
+    def top1(questions: list[str]) -> tuple[list[int], list[float]]:
+        sims = embedder.encode(questions) @ keys.T
+        return [int(i) for i in sims.argmax(1)], [float(x) for x in sims.max(1)]
 
     qs = [(k, q) for k, r in enumerate(recs) for q in r.rephrase_prompts]
-    hits = top1([q for _, q in qs])
+    hits, edit_sim = top1([q for _, q in qs])
+    edit_bare = [prompt_and_target_ids(tok, q, [], recs[k].target_new) for k, q in qs]
     edit, fresh = [], []
     for (k, q), h in zip(qs, hits, strict=True):
         edit.append(prompt_and_target_ids(tok, q, [recs[h].descriptor], recs[k].target_new))
@@ -302,13 +309,14 @@ def build_heldout(tok, embedder: Embedder, cfg: RecipeConfig, n: int, train_subj
         fresh.append(prompt_and_target_ids(tok, q, [fdesc], fresh_targets[k]))
     loc = [(qa.prompt, qa.answer) for r in recs for qas in r.locality.values() for qa in qas]
     loc_same = [r.subject in qa.prompt for r in recs for qas in r.locality.values() for qa in qas]
-    lhits = top1([q for q, _ in loc])
+    lhits, loc_sim = top1([q for q, _ in loc])
     loc_with, loc_bare = [], []
     for (q, a), h in zip(loc, lhits, strict=True):
         loc_with.append(prompt_and_target_ids(tok, q, [recs[h].descriptor], a))
         loc_bare.append(prompt_and_target_ids(tok, q, [], a))
     hit1 = float(np.mean([h == k for (k, _), h in zip(qs, hits, strict=True)]))
-    return HeldOut(edit, fresh, loc_with, loc_bare, loc_same, hit1, len(recs))
+    return HeldOut(edit, fresh, loc_with, loc_bare, loc_same, hit1, len(recs),
+                   edit_bare, edit_sim, loc_sim)
 
 
 @torch.no_grad()
@@ -326,11 +334,20 @@ def predictions(model, pairs, pad_id: int, batch: int = 128) -> list[torch.Tenso
     return out
 
 
-def evaluate(model, held: HeldOut, pad_id: int) -> dict:
+def evaluate(model, held: HeldOut, pad_id: int, gate: float | None = None) -> dict:
+    """Held-out figures; with `gate`, also those when descriptors whose retrieval similarity is
+    below it are dropped (MemoryConfig.threshold), i.e. the question is asked bare."""
     model.eval()
     res = {"n_edits": held.n_edits, "retrieval_hit1": held.hit1}
     for name, pairs in (("edit", held.edit), ("fresh", held.fresh)):
         preds = predictions(model, pairs, pad_id)
+        if name == "edit" and gate is not None:
+            bare = predictions(model, held.edit_bare, pad_id)
+            gp = [p if s >= gate else b for p, b, s in zip(preds, bare, held.edit_sim, strict=True)]
+            res["gated_edit_succ"] = float(np.mean(
+                [(p == torch.tensor(t)).float().mean().item() for p, (_, t) in zip(gp, pairs, strict=True)]))
+            res["gated_edit_em"] = float(np.mean(
+                [float(bool((p == torch.tensor(t)).all())) for p, (_, t) in zip(gp, pairs, strict=True)]))
         acc = [(p == torch.tensor(t)).float().mean().item() for p, (_, t) in zip(preds, pairs, strict=True)]
         em = [float(bool((p == torch.tensor(t)).all())) for p, (_, t) in zip(preds, pairs, strict=True)]
         res[f"{name}_succ"] = float(np.mean(acc))
@@ -342,6 +359,10 @@ def evaluate(model, held: HeldOut, pad_id: int) -> dict:
     res["locality_same_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if s]))
     res["locality_other_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if not s]))
     res["locality_em"] = float(np.mean([float(bool((a == b).all())) for a, b in zip(pw, pb, strict=True)]))
+    if gate is not None:
+        res["gate"] = gate
+        res["gated_locality"] = float(np.mean(
+            [a if s >= gate else 1.0 for a, s in zip(agree, held.loc_sim, strict=True)]))
     res["edit_succ"] = res.pop("edit_succ")
     model.train()
     return res
@@ -420,6 +441,9 @@ def parse_args(argv=None) -> tuple[RecipeConfig, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(REPO / "lte" / "assets" / "tiny-lte"))
     ap.add_argument("--log", default=None, help="JSON lines of held-out metrics (default: OUT.log.jsonl)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="only re-run the final held-out evaluation of the checkpoint in --out "
+                         "(its recipe config from lte_meta.json) and update its lte_meta.json")
     for f in RecipeConfig.__dataclass_fields__.values():
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     ns = ap.parse_args(argv)
@@ -427,9 +451,30 @@ def parse_args(argv=None) -> tuple[RecipeConfig, argparse.Namespace]:
     return cfg, ns
 
 
+def eval_only(out: Path, cfg: RecipeConfig) -> dict:
+    from lte.modeling.load import load_model_and_tokenizer
+
+    meta_path = out / "lte_meta.json"
+    meta = json.loads(meta_path.read_text())
+    if "recipe_config" in meta:
+        cfg = replace(RecipeConfig(**meta["recipe_config"]), final_eval_edits=cfg.final_eval_edits,
+                      gate=cfg.gate)
+    model, tok = load_model_and_tokenizer(str(out))
+    train_subjects = {d["subject"] for d in generate_world(cfg.train_edits, cfg.seed)}
+    held = build_heldout(tok, Embedder(), cfg, cfg.final_eval_edits, train_subjects,
+                         seed_offset=1)
+    final = evaluate(model, held, tok.pad_token_id, gate=cfg.gate)
+    print("final:", json.dumps(final), flush=True)
+    meta["heldout_final"] = final
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
 def main(argv=None) -> dict:
     cfg, ns = parse_args(argv)
     torch.set_num_threads(cfg.threads)
+    if ns.eval_only:
+        return eval_only(Path(ns.out), cfg)
     torch.manual_seed(cfg.seed)
     out = Path(ns.out)
     log_path = Path(ns.log) if ns.log else out.with_name(out.name + ".log.jsonl")
@@ -485,7 +530,8 @@ def main(argv=None) -> dict:
         opt.step()
         ema = ans if ema is None else 0.98 * ema + 0.02 * ans
         last = step == cfg.steps - 1
-        over = cfg.max_minutes and (time.time() - t_train) / 60 > cfg.max_minutes
+        over = bool(cfg.max_minutes and (time.time() - t_train) / 60 > cfg.max_minutes)
+        over |= step + 1 == cfg.stop_at
         if (step + 1) % cfg.eval_every == 0 or last or over:
             m = evaluate(model, held, pad)
             m.update(step=step + 1, minutes=round((time.time() - t_train) / 60, 2),
@@ -508,12 +554,14 @@ def main(argv=None) -> dict:
     model.load_state_dict(best_state)
     final_held = build_heldout(tok, embedder, cfg, cfg.final_eval_edits, train_subjects,
                                seed_offset=1)
-    final = evaluate(model, final_held, pad)
+    final = evaluate(model, final_held, pad, gate=cfg.gate)
     print("final:", json.dumps(final), flush=True)
     cmd = _command(argv)
     meta = {
         "recipe": "tools/make_tiny_checkpoint.py",
         "command": cmd,
+        # The same run without the wall-clock limit: stops at the same step on any machine.
+        "reproduce_command": _reproduce(cmd, steps_done) if cfg.max_minutes else cmd,
         "data_seed": cfg.seed,
         "eval_seed": cfg.eval_seed,
         "recipe_config": asdict(cfg),
@@ -543,6 +591,20 @@ def main(argv=None) -> dict:
 def _command(argv) -> str:
     args = sys.argv[1:] if argv is None else argv
     return ("python tools/make_tiny_checkpoint.py " + " ".join(shlex.quote(a) for a in args)).strip()
+
+
+def _reproduce(cmd: str, steps_done: int) -> str:
+    args = shlex.split(cmd)[2:]
+    keep, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--max-minutes", "--stop-at"):
+            skip = True
+            continue
+        keep.append(a)
+    return _command([*keep, "--stop-at", str(steps_done)])
 
 
 class _CharLevelProbe:

@@ -7,6 +7,7 @@
 #   tools/study_tiny.sh                          # the full study (hours on 2 CPU cores)
 #   STEPS=200 SIZES=10,100 tools/study_tiny.sh   # a small version (tens of minutes)
 #   RUN=runs/x BASE_MODEL=DIR tools/study_tiny.sh # another folder; a base model for prompt-only
+#   ALIGN_ARGS="torch_threads=2" tools/study_tiny.sh   # extra `lte align` overrides
 #
 # Every stage skips its work when its output is already there, so a stopped study resumes.
 # A tiny model has no world knowledge: portability (reasoning over facts it never knew) and
@@ -20,6 +21,7 @@ STEPS=${STEPS:-3000}            # alignment optimizer steps per model (-1: whole
 SIZES=${SIZES:-100,1000}        # numbers of edits N evaluated
 PROTOCOLS=${PROTOCOLS:-batch,sequential}
 BASE_MODEL=${BASE_MODEL:-}      # model before alignment, for prompt-only (empty: skipped)
+ALIGN_ARGS=${ALIGN_ARGS:-}      # more `lte align` overrides, e.g. "lr=5e-4 model.name_or_path=DIR"
 LTE=${LTE:-.venv/bin/lte}
 NICE=${NICE:-nice -n 10}
 export RAY_AUTH_MODE=disabled WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1 \
@@ -39,7 +41,7 @@ done
 for variant in full no-oos; do
   if [[ ! -f $RUN/align-$variant/final/config.json ]]; then
     $NICE $LTE align --config configs/align/tiny.yaml --out "$RUN/align-$variant" \
-      corpus="$RUN/corpus-$variant" deepspeed=null max_steps="$STEPS" save_steps=1000
+      corpus="$RUN/corpus-$variant" deepspeed=null max_steps="$STEPS" save_steps=1000 $ALIGN_ARGS
   fi
 done
 

@@ -30,14 +30,15 @@ def _fact(rng: random.Random) -> tuple[str, list[str]]:
 def smoke_examples(n: int, seed: int = 0, distractors: int = 0) -> list[dict]:
     """`n` chat examples: an in-scope question with its edit in the prompt, or a bare one.
 
-    `distractors` unrelated descriptors beside the edit make long prompts (GPU throughput checks).
+    `distractors` > 0: every example carries its edit and that many unrelated descriptors, for
+    long prompts of even length (GPU throughput checks).
     """
     rng = random.Random(seed)
     out = []
     for i in range(n):
         question, objects = _fact(rng)
         old, new = rng.sample(objects, 2)
-        with_edit = i % 2 == 0
+        with_edit = i % 2 == 0 or distractors > 0
         descs = [f"{question} {new}"] if with_edit else []
         if with_edit and distractors:
             descs += [f"{q} {rng.choice(objs)}" for q, objs in

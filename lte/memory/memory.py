@@ -309,6 +309,7 @@ class EditMemory:
         """Write index.faiss and index.json for the log position the index reflects."""
         with self._lock:
             seq = self._applied_seq
+            self.store.checkpoint()  # fold the WAL into edits.sqlite: one file to copy
             _write_atomic(self.folder / INDEX_FILE, self.index.write)
             meta = {
                 "format_version": FORMAT_VERSION,

@@ -37,8 +37,8 @@ def resolve_device(device: str) -> str:
 
 
 def load_tokenizer(name_or_path: str):
-    """The tokenizer, with a pad token (EOS where the model has none) and left padding is left
-    to callers that batch generation."""
+    """The tokenizer, with a pad token (EOS where the model has none); padding side is the
+    caller's choice (left for batched generation)."""
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path)

@@ -135,7 +135,7 @@ def serve_forever(cfg: ServeConfig) -> int:
     try:
         try:
             serve.start(http_options={"host": cfg.host, "port": cfg.port})
-        except ray.exceptions.RayError as e:
+        except (TimeoutError, ray.exceptions.RayError) as e:
             # serve.start waits a fixed 60 s for the proxy; Serve's controller keeps starting
             # it, and readiness is checked on our own /healthz below.
             print(f"lte serve: the HTTP proxy is slow to start ({type(e).__name__}); waiting",
