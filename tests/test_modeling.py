@@ -122,7 +122,7 @@ def test_shipped_checkpoint_applies_an_edit_it_has_never_seen():
         with torch.no_grad():
             logits = model(torch.tensor([p + t])).logits[0, len(p) - 1: len(p) + len(t) - 1]
         hits += int(logits.argmax(-1).tolist() == t)
-    assert hits >= 12, f"{hits}/20 edits answered exactly"
+    assert hits >= 15, f"{hits}/20 edits answered exactly"  # 18/20 when shipped
 
 
 def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
