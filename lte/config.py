@@ -503,10 +503,14 @@ class DemoConfig:
     corpus_edits: int = 600  # synthetic edits in the demo's corpus build (the tiny preset has 2000)
     align_steps: int = 60  # optimizer steps of the short alignment run (about a minute or two)
     table_rows: int = 5  # held-out edits shown in the before/after table
+    gate: bool = True  # relevance gate: a threshold calibrated on a dev world hides weak hits
+    dev_seed: int = 3030  # world the gate is calibrated on (neither training nor held-out)
+    dev_edits: int = 200  # dev edits for the calibration
+    compare_without_gate: bool = True  # also evaluate the paper's setting (top-1 always shown)
     model: str = DEFAULT_MODEL  # the editor's model: the shipped pre-aligned tiny checkpoint
 
     def __post_init__(self):
-        for name in ("heldout_edits", "corpus_edits", "align_steps", "table_rows"):
+        for name in ("heldout_edits", "corpus_edits", "align_steps", "table_rows", "dev_edits"):
             _check_positive(f"demo.{name}", getattr(self, name))
 
 
