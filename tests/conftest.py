@@ -27,8 +27,24 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _cleanup_distributed_and_ray():
+    # In-process DeepSpeed runs leave process-wide state behind (environment variables, HF's
+    # global DeepSpeed config, accelerate's shared state) that would turn later model loads
+    # and subprocesses into ZeRO-3 runs; every test starts from the state before it.
+    saved_env = dict(os.environ)
     yield
     import sys
+
+    os.environ.clear()
+    os.environ.update(saved_env)
+    if "transformers.integrations.deepspeed" in sys.modules:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState, PartialState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState._reset_state()
 
     if "torch.distributed" in sys.modules:
         import torch.distributed as dist
