@@ -40,6 +40,10 @@ def _cleanup_distributed_and_ray():
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
         unset_hf_deepspeed_config()
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_grad_enabled(True)
     if "accelerate.state" in sys.modules:
         from accelerate.state import AcceleratorState, PartialState
 

@@ -36,11 +36,10 @@ class AnswerGenerator:
     """Greedy answers of one model, batched with left padding; a Ray Data actor or a plain call."""
 
     def __init__(self, model_cfg: ModelConfig, batch_size: int = 16):
-        import torch
-
         from lte.modeling.load import load_model_and_tokenizer
 
-        torch.set_grad_enabled(False)
+        # No global torch.set_grad_enabled(False): in the local engine this runs in the caller's
+        # process; HF generate already runs without gradients.
         self.model, self.tokenizer = load_model_and_tokenizer(model_cfg)
         self.model.eval()
         self.max_new_tokens = model_cfg.max_new_tokens
