@@ -201,6 +201,13 @@ def test_knowedit_preset_inputs_hold_no_evaluation_subject(shared_data, monkeypa
 
     monkeypatch.chdir(REPO)
     cfg = load_config(CorpusConfig, REPO / "configs/corpus/knowedit.yaml")
+    # The preset names ../shared/data relative to the checkout; read it where the fixture found it.
+    def rebase(path: str) -> str:
+        return path.replace("../shared/data", str(shared_data))
+
+    for source in cfg.sources:
+        source.path = rebase(source.path)
+    cfg.evaluation = [rebase(p) for p in cfg.evaluation]
     inputs = load_inputs(cfg)
     held = set().union(*evaluation_subjects(cfg.evaluation).values())
     assert inputs.records and inputs.leakage_total > 500
