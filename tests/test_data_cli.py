@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from data_support import SHARED_FILES
 
 from lte.cli import main
 
@@ -23,19 +24,6 @@ KNOWEDIT_ZSRE = {
     "portability": {"Reasoning": [
         {"prompt": "Common name of the family?", "ground_truth": "Owlet moths"}]},
 }
-# (file, format, records) as listed in ../shared/data/README.md
-SHARED_FILES = [
-    ("knowedit/ZsRE-test-all.json", "knowedit_zsre", 1304),
-    ("knowedit/wikibio-test-all.json", "knowedit_wikibio", 306),
-    ("knowedit/wiki_counterfact-train_cf.json", "knowedit_counterfact", 1428),
-    ("knowedit/wiki_recent-recent_train.json", "knowedit_recent", 570),
-    ("knowedit/wikibio-train-all.json", "knowedit_wikibio", 464),
-    ("counterfact/counterfact-train.json", "counterfact", 10000),
-    ("counterfact/counterfact-val.json", "counterfact", 1919),
-    ("counterfact/counterfact-edit.json", "counterfact", 10000),
-    ("counterfact/counterfact-edit-1k.json", "counterfact", 1000),
-    ("zsre/zsre_mend_train-1k.json", "mend_zsre", 1000),
-]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

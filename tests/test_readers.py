@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from data_support import SHARED_FILES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +21,6 @@ from lte.data.readers import (
     read_records,
 )
 from lte.errors import UserError
-
-# (file, format, records) as listed in ../shared/data/README.md
-SHARED_FILES = [
-    ("knowedit/ZsRE-test-all.json", "knowedit_zsre", 1304),
-    ("knowedit/wikibio-test-all.json", "knowedit_wikibio", 306),
-    ("knowedit/wiki_counterfact-train_cf.json", "knowedit_counterfact", 1428),
-    ("knowedit/wiki_recent-recent_train.json", "knowedit_recent", 570),
-    ("knowedit/wikibio-train-all.json", "knowedit_wikibio", 464),
-    ("counterfact/counterfact-train.json", "counterfact", 10000),
-    ("counterfact/counterfact-val.json", "counterfact", 1919),
-    ("counterfact/counterfact-edit.json", "counterfact", 10000),
-    ("counterfact/counterfact-edit-1k.json", "counterfact", 1000),
-    ("zsre/zsre_mend_train-1k.json", "mend_zsre", 1000),
-]
 
 
 def write(tmp_path: Path, records, name: str = "recs.json") -> Path:
