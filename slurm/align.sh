@@ -5,8 +5,9 @@
 #   bash slurm/align.sh configs/align/tiny.yaml          # the same command without Slurm
 #
 # Pre-emption: Slurm sends SIGUSR1 five minutes before the time limit (or on pre-emption with
-# --signal); the handler requeues the job, and the requeued job (same job id, same output
-# folder) passes --resume, so it continues from its newest complete checkpoint by itself.
+# --signal); the handler passes it to every training process, which saves checkpoint-N at the end
+# of its current step and exits (lte.align.preemption), then requeues the job. The requeued job
+# (same job id, same output folder) passes --resume, so it continues from step N by itself.
 
 # ---------------------------------------------------------------- SBATCH
 #SBATCH --job-name=lte-align
@@ -38,6 +39,7 @@ OUT="${OUT:-$RUNS/$(basename "$CONFIG" .yaml)-$JOB_ID}"   # per job: a requeued 
 NNODES="${SLURM_NNODES:-1}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
 MASTER_PORT="${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 20000))}"
+PREEMPT_GRACE_S="${PREEMPT_GRACE_S:-240}"   # for the pre-emption checkpoint (USR1 comes 300 s early)
 if [[ -n "${SLURM_JOB_NODELIST:-}" ]]; then
   # first host of the allocation (no `| head`: under pipefail its early exit fails the script)
   HOSTS="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"
@@ -61,7 +63,21 @@ echo "job $JOB_ID: $NNODES node(s), master $MASTER_ADDR:$MASTER_PORT, output $OU
 
 # ---------------------------------------------------------------- pre-emption
 requeue() {
-  echo "job $JOB_ID: time is nearly up, requeueing; the next start resumes from $OUT" >&2
+  echo "job $JOB_ID: time is nearly up: checkpointing, then requeueing; the next start resumes from $OUT" >&2
+  # The training processes (python -u -m lte align, started by torchrun or deepspeed) save and
+  # stop; the launchers themselves must not get SIGUSR1, whose default action kills them.
+  # ("[-]u": a regex that matches the workers but not the command lines that carry it)
+  local workers="[-]u -m lte align --config $CONFIG --out $OUT "
+  if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    srun --overlap --nodes="$NNODES" --ntasks-per-node=1 pkill -USR1 -f -- "$workers" || true
+  else
+    pkill -USR1 -f -- "$workers" || true
+  fi
+  local waited=0
+  while kill -0 "$LAUNCH_PID" 2>/dev/null && ((waited < PREEMPT_GRACE_S)); do
+    sleep 1
+    waited=$((waited + 1))
+  done
   if [[ -n "${SLURM_JOB_ID:-}" ]]; then scontrol requeue "$SLURM_JOB_ID"; fi
   stop
 }

@@ -34,7 +34,7 @@ if [[ -z "${LTE_API_TOKEN:-}" ]]; then
   exit 2
 fi
 
-NODES=($(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname)}"))
+mapfile -t NODES < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname)}")
 N_NODES=${#NODES[@]}
 HEAD=${NODES[0]}
 HEAD_IP=$(srun --nodes=1 --ntasks=1 -w "$HEAD" hostname --ip-address | awk '{print $1}')

@@ -174,3 +174,45 @@ def test_single_plain_process_runs_the_deepspeed_preset(smoke, tmp_path):
     assert (meta["zero_stage"], meta["world_size"], meta["global_step"]) == (3, 1, 2)
     assert meta["verify_save"]["ok"]
     assert not tdist.is_initialized() and "RANK" not in os.environ  # left as it found them
+
+
+def test_preemption_signal_saves_a_checkpoint_at_the_current_step_and_resume_continues(
+        smoke, tmp_path):
+    """slurm/align.sh (without Slurm) on SIGUSR1: the workers save checkpoint-N mid-way between
+    save_steps and exit cleanly; --resume continues at step N."""
+    model, corpus = smoke
+    out = tmp_path / "run"
+    log_path = tmp_path / "run.log"
+    common = (f"corpus={corpus}", f"model.name_or_path={model}", "logging_steps=1",
+              "lr_scheduler=constant", "warmup_ratio=0.0", "verify_save=false")
+    env = {**os.environ, "OUT": str(out), "WANDB_MODE": "offline", "PREEMPT_GRACE_S": "300"}
+    for var in ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_JOB_NODELIST", "NPROC"):
+        env.pop(var, None)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            ["bash", str(REPO / "slurm" / "align.sh"), "configs/align/tiny.yaml", *common,
+             "max_steps=500", "save_steps=1000"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(_logged_losses(log_path.read_text(errors="replace"))) >= 3:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        rc = proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        raise
+    text = log_path.read_text(errors="replace")
+    assert rc == 0, text[-4000:]
+    assert "pre-emption signal: saving checkpoint-" in text
+    ckpt = newest_checkpoint(out)
+    step = int(ckpt.name.split("-")[1])
+    assert 3 <= step < 500 and not (out / "final").exists()
+    assert len(_logged_losses(text)) == step, "training stopped at the step it saved"
+
+    text = _finish(_launch(smoke, out, *common, f"max_steps={step + 2}", "--resume"), out)
+    meta = read_meta(out / "final")
+    assert meta["resumed_from"] == str(ckpt) and meta["global_step"] == step + 2

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = [REPO / "launch" / "align.sh", REPO / "slurm" / "align.sh"]
+# every shell script we ship: launchers, Slurm jobs and the tools run on GPU machines
+SCRIPTS = sorted(p for d in ("launch", "slurm", "tools") for p in (REPO / d).glob("*.sh"))
 SHELLCHECK = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
 
 
@@ -86,7 +87,8 @@ def test_slurm_script_runs_one_launcher_per_node_with_the_allocation(fake_slurm)
 
 def test_slurm_script_requeues_itself_on_the_time_limit_signal(fake_slurm):
     repo, env, log = fake_slurm
-    env["FAKE_TRAIN_S"] = "30"
+    env["FAKE_TRAIN_S"] = "30"  # a launcher that ignores the signal: the grace period ends it
+    env["PREEMPT_GRACE_S"] = "2"
     proc = subprocess.Popen(["bash", str(repo / "slurm" / "align.sh"), "configs/align/tiny.yaml"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -96,7 +98,13 @@ def test_slurm_script_requeues_itself_on_the_time_limit_signal(fake_slurm):
     proc.send_signal(signal.SIGUSR1)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "scontrol requeue 4242" in log.read_text().splitlines()
+    calls = log.read_text().splitlines()
+    out = repo / "runs" / "tiny-4242"
+    # the training processes of this run, on every node, are told to checkpoint; then requeue
+    signal_call = (f"srun --overlap --nodes=2 --ntasks-per-node=1 pkill -USR1 -f -- "
+                   f"[-]u -m lte align --config configs/align/tiny.yaml --out {out} ")
+    assert signal_call in calls
+    assert calls.index(signal_call) < calls.index("scontrol requeue 4242")
     assert "requeueing" in err
 
 

@@ -176,6 +176,19 @@ def broadcast_object(obj):
     return box[0]
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on at least one (itself, single process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    on_gpu = dist.get_backend() == "nccl"  # NCCL reduces GPU tensors only
+    box = torch.tensor([int(flag)], device=torch.cuda.current_device() if on_gpu else "cpu")
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item())
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

@@ -21,6 +21,7 @@ from lte.align.checkpoint import (
     write_meta,
 )
 from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
+from lte.align.preemption import make_callback as preemption_callback
 from lte.align.tracking import Throughput, flops_per_token, log_run_config, peak_tflops, setup_wandb
 from lte.config import AlignConfig, config_to_dict, format_config, save_config
 from lte.errors import UserError
@@ -154,7 +155,7 @@ def _build_model(cfg: AlignConfig, tokenizer):
     return model
 
 
-def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb):
+def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb, preemption):
     from transformers import Trainer, TrainerCallback
 
     class AlignTrainer(Trainer):
@@ -177,7 +178,7 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
                     log_run_config(meta_for_wandb)
 
     return AlignTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                        callbacks=[RunInfo()])
+                        callbacks=[RunInfo(), preemption])
 
 
 def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
@@ -211,7 +212,9 @@ def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
 
 
 def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
-    """Train per `cfg`; returns the final checkpoint folder (`cfg.out`/final)."""
+    """Train per `cfg`; returns the final checkpoint folder (`cfg.out`/final), or the
+    `checkpoint-N` folder saved when a pre-emption signal stopped training (`lte.align.preemption`).
+    """
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -260,9 +263,17 @@ def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
                  cfg.micro_batch_size, accumulation, cfg.global_batch_size, n_params / 1e6,
                  meta["zero_stage"])
     collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=None if use_cpu else 8)
+    preemption = preemption_callback()
     trainer = _make_trainer(cfg, args, model, ExampleDataset(corpus.examples), collator,
-                            throughput, meta)
+                            throughput, meta, preemption)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if preemption.stopped_at is not None:
+        saved = out / f"checkpoint-{preemption.stopped_at}"
+        if dist.is_main():
+            log.warning("stopped by the pre-emption signal; %s is the resume point (--resume)",
+                        saved)
+        _end_processes(own_group)
+        return saved
 
     final = out / FINAL_DIR
     trainer.save_model(str(final))  # ZeRO-3: gathers the 16-bit weights onto rank 0
@@ -281,9 +292,13 @@ def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
         write_meta(final, meta)
         write_meta(out, meta)
         log.info("final checkpoint: %s", final)
+    _end_processes(own_group)
+    return final
+
+
+def _end_processes(own_group: bool) -> None:
     if own_group:
         dist.shutdown()
         dist.clear_single_process()
     else:
         dist.barrier()
-    return final

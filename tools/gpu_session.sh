@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Everything this project checks on a lent GPU, in one run (the lease is short: one call).
+#   1. the tiny-study alignments (tools/study_tiny.sh's step 2) for the full and no-out-of-scope
+#      corpora, both at once on the GPU (a 2M-parameter model leaves it mostly idle);
+#   2. tools/gpu_align_check.sh: ZeRO-3 bf16, ~1B-parameter LLaMA, tokens/s and MFU.
+#
+#   RUN=runs/study-tiny MINUTES=3 tools/gpu_session.sh OUTDIR
+#
+# Needs the corpora built here first (`lte corpus build`, as tools/study_tiny.sh does), and on
+# an image without DeepSpeed, PYTHONPATH pointing at a folder holding it. Writes into OUTDIR:
+# align-full.tgz and align-no-oos.tgz (final/ + trainer_state.json + logs) and gpu_check.log.
+set -uo pipefail
+
+OUTDIR="${1:?usage: tools/gpu_session.sh OUTDIR}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="${RUN:-runs/study-tiny}"
+EPOCHS="${EPOCHS:-8}"           # tools/study_tiny.sh's; 8 x 58k examples in ~130 s on an H200
+ALIGN_LIMIT_S="${ALIGN_LIMIT_S:-240}"
+MINUTES="${MINUTES:-3}"         # 0: skip the ZeRO-3 check
+ALIGN_ARGS="${ALIGN_ARGS:-lr=2e-3 global_batch_size=64 micro_batch_size=64}"  # as study_tiny.sh
+PYTHON="${PYTHON:-python3}"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled PYTHONUNBUFFERED=1
+cd "$REPO" || exit 1
+mkdir -p "$OUTDIR"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu_check.log"
+"$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
+  | tee -a "$OUTDIR/gpu_check.log"
+
+# ---------------------------------------------------------------- 1. study alignments
+read -ra extra <<< "$ALIGN_ARGS"
+start=$(date +%s)
+for variant in full no-oos; do
+  timeout --signal=INT --kill-after=30 "$ALIGN_LIMIT_S" \
+    "$PYTHON" -m lte align --config configs/align/tiny.yaml --out "$RUN/align-$variant" \
+      corpus="$RUN/corpus-$variant" deepspeed=null epochs="$EPOCHS" max_steps=-1 save_steps=1000 \
+      device=cuda torch_threads=null logging_steps=100 "${extra[@]}" > "$RUN/align-$variant.log" 2>&1 &
+done
+wait
+echo "study alignments: $(( $(date +%s) - start )) s" | tee -a "$OUTDIR/gpu_check.log"
+for variant in full no-oos; do
+  tr "\r" "\n" < "$RUN/align-$variant.log" | grep -v "it/s\]" | tail -n 4
+  # optimizer states stay behind unless the run stopped before its final checkpoint
+  skip=(--exclude=verify_save.safetensors)
+  [[ -d $RUN/align-$variant/final ]] && skip+=(--exclude="checkpoint-*")
+  tar -C "$RUN" "${skip[@]}" -czf "$OUTDIR/align-$variant.tgz" "align-$variant.log" "align-$variant"
+done
+
+# ---------------------------------------------------------------- 2. ZeRO-3 throughput check
+[[ $MINUTES == 0 ]] && exit 0
+MINUTES="$MINUTES" WORK=/tmp/gpu-align-check PYTHON="$PYTHON" \
+  bash tools/gpu_align_check.sh 2>&1 | grep -v "it/s\]$" | tail -n 60 | tee -a "$OUTDIR/gpu_check.log"
