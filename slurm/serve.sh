@@ -29,6 +29,7 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
 export TOKENIZERS_PARALLELISM=false
+export RAY_SERVE_THROUGHPUT_OPTIMIZED=${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}  # as lte serve (server.py)
 if [[ -z "${LTE_API_TOKEN:-}" ]]; then
   echo "slurm/serve.sh: set LTE_API_TOKEN (the service listens beyond loopback)" >&2
   exit 2

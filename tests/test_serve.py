@@ -130,14 +130,18 @@ def test_merge_hits_takes_the_global_top_k():
     assert [h["id"] for h in sharding.merge_hits([a, b], 3)] == [0, 1, 4]
 
 
-def test_memory_root_remembers_its_shard_count(tmp_path):
+def test_memory_root_remembers_its_shard_count_and_embedder(tmp_path):
     root = tmp_path / "mem"
-    folders = sharding.prepare_root(root, 3)
+    folders = sharding.prepare_root(root, 3, "all-MiniLM-L6-v2")
     assert [f.name for f in folders] == ["shard-000", "shard-001", "shard-002"]
-    assert json.loads((root / "serve.json").read_text()) == {"shards": 3}
-    assert sharding.prepare_root(root, 3) == folders
+    assert json.loads((root / "serve.json").read_text()) == {"shards": 3,
+                                                             "embedder": "all-MiniLM-L6-v2"}
+    assert sharding.prepare_root(root, 3, "all-MiniLM-L6-v2") == folders
     with pytest.raises(UserError, match="memory.shards=3"):
-        sharding.prepare_root(root, 2)
+        sharding.prepare_root(root, 2, "all-MiniLM-L6-v2")
+    # the ingress embeds questions for every shard: another embedder would search in vain
+    with pytest.raises(UserError, match="all-MiniLM-L6-v2"):
+        sharding.prepare_root(root, 3, "multi-qa-mpnet-base-dot-v1")
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.txt").write_text("x")

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lte.config import EmbedderConfig
 from lte.serve.metrics import ingress_metrics
 from lte.serve.sharding import from_global, merge_hits, shard_of
 from lte.serve.validation import (
@@ -100,7 +101,15 @@ async def _read_body(request: Request, limits: Limits) -> bytes:
 @serve.ingress(app)
 class Api:
     def __init__(self, shards: list, generator, limits: Limits, default_k: int,
-                 token_sha256: str):
+                 token_sha256: str, embedder: EmbedderConfig, batch_size: int,
+                 batch_wait_s: float, torch_threads: int):
+        from lte.memory.embedder import make_embedder
+        from lte.serve.deployments import worker_pool
+
+        self._pool = worker_pool("embedder", torch_threads)
+        self._embedder = self._pool.submit(make_embedder, embedder).result()
+        self.embed.set_max_batch_size(batch_size)
+        self.embed.set_batch_wait_timeout_s(batch_wait_s)
         self.shards = shards
         self.generator = generator
         self.limits = limits
@@ -174,12 +183,19 @@ class Api:
             raise ApiError(404, "id", f"no live edit with id {eid}")
         return {"deleted": eid}
 
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def embed(self, questions: list[str]) -> list:
+        """Key vectors of concurrent questions in one embedding pass, sent to every shard."""
+        vecs = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._embedder.encode, questions)
+        return list(vecs)
+
     @app.post("/v1/query")
     async def query(self, request: Request):
         q = parse_query(parse_json(await _read_body(request, self.limits), self.limits),
                         self.limits, self.default_k)
-        per_shard = await asyncio.gather(*(s.search.remote((q.question, q.k))
-                                           for s in self.shards))
+        vec = await self.embed(q.question)
+        per_shard = await asyncio.gather(*(s.search.remote((vec, q.k)) for s in self.shards))
         hits = merge_hits(per_shard, q.k)
         descriptors = [h["descriptor"] for h in hits]
         out: dict = {"question": q.question, "retrieved": hits}

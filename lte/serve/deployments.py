@@ -15,6 +15,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from ray import serve
 
 from lte.config import MemoryConfig, ModelConfig
@@ -25,6 +26,13 @@ def _set_torch_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
+
+
+def worker_pool(name: str, torch_threads: int) -> ThreadPoolExecutor:
+    """One thread for a replica's CPU work, with its torch thread count set."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    pool.submit(_set_torch_threads, torch_threads).result()
+    return pool
 
 
 def _open_or_create(folder: Path, cfg: MemoryConfig):
@@ -42,8 +50,7 @@ class EditMemoryShard:
     def __init__(self, shard: int, n_shards: int, folder: str, memory: MemoryConfig,
                  batch_size: int, batch_wait_s: float, torch_threads: int):
         self.shard, self.n_shards = shard, n_shards
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard{shard}")
-        self._pool.submit(_set_torch_threads, torch_threads).result()
+        self._pool = worker_pool(f"shard{shard}", torch_threads)
         self._memory = self._pool.submit(_open_or_create, Path(folder), memory).result()
         for handler in (self.add, self.search):
             handler.set_max_batch_size(batch_size)
@@ -90,10 +97,16 @@ class EditMemoryShard:
         return int(await self._run(self._memory.delete, [self._local(i) for i in edit_ids]))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def search(self, requests: list[tuple[str, int]]) -> list[list[dict]]:
-        """(question, k) per request -> its top-k hits; one embedding batch for all requests."""
+    async def search(self, requests: list[tuple[np.ndarray, int]]) -> list[list[dict]]:
+        """(question's key vector, k) per request -> its top-k hits, one index search for all.
+
+        The ingress embeds each question once for every shard: embedding costs ~100x an index
+        search, so embedding it again in each shard would multiply the dominant cost by the
+        number of shards.
+        """
         k_max = max(k for _, k in requests)
-        hits = await self._run(self._memory.search, [q for q, _ in requests], k_max)
+        vecs = np.stack([v for v, _ in requests]).astype(np.float32, copy=False)
+        hits = await self._run(self._memory.search_vectors, vecs, k_max)
         return [[{"id": self._gid(h.id), "descriptor": h.descriptor, "subject": h.subject,
                   "score": float(h.score)} for h in hs[:k]]
                 for hs, (_, k) in zip(hits, requests, strict=True)]
@@ -116,8 +129,7 @@ class Generator:
         from lte.editor import LTEEditor
         from lte.modeling.load import load_model_and_tokenizer
 
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
-        self._pool.submit(_set_torch_threads, torch_threads).result()
+        self._pool = worker_pool("generator", torch_threads)
         lm, tokenizer = self._pool.submit(load_model_and_tokenizer, model).result()
         self.editor = LTEEditor(lm, tokenizer, memory=None, batch_size=batch_size,
                                 max_new_tokens=model.max_new_tokens)

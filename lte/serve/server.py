@@ -32,6 +32,11 @@ SLOW_MACHINE_ENV = {
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
 }
 HEALTH_CHECK_TIMEOUT_S = 120  # per replica, for the same reason
+# Ray Serve's throughput mode: user code on the replica's own event loop, handles over gRPC, no
+# per-request log lines, the proxy passing HTTP straight to the ingress replica (which listens on
+# the configured host too). Measured with tools/loadtest.py on 2 cores: serving overhead against
+# the in-process editor +35% without it, +16% with it.
+THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +67,7 @@ def build_app(cfg: ServeConfig, token: str):
     from lte.serve.validation import Limits
 
     n = cfg.memory.shards
-    folders = prepare_root(cfg.memory_dir, n)
+    folders = prepare_root(cfg.memory_dir, n, cfg.memory.embedder.name)
     common = {"max_ongoing_requests": cfg.max_ongoing_requests,
               "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
@@ -80,7 +85,8 @@ def build_app(cfg: ServeConfig, token: str):
     return Api.options(
         num_replicas=cfg.ingress_replicas, **common,
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
-    ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token))
+    ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token),
+           cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
 
 
 def _local_url(host: str, port: int) -> str:
@@ -115,7 +121,7 @@ def serve_forever(cfg: ServeConfig) -> int:
     token, generated = resolve_token(cfg)
     cfg = replace(cfg, memory_dir=str(Path(cfg.memory_dir).resolve()))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    for key, value in SLOW_MACHINE_ENV.items():
+    for key, value in {**SLOW_MACHINE_ENV, **THROUGHPUT_ENV}.items():
         os.environ.setdefault(key, value)
 
     import ray

@@ -46,10 +46,12 @@ def shard_dir(root: str | Path, shard: int) -> Path:
     return Path(root) / f"shard-{shard:03d}"
 
 
-def prepare_root(root: str | Path, n_shards: int) -> list[Path]:
+def prepare_root(root: str | Path, n_shards: int, embedder: str | None = None) -> list[Path]:
     """Create the root folder (or check it against its manifest); the shard folders it holds.
 
-    Each shard folder is an EditMemory folder, created by its shard replica on first start.
+    Each shard folder is an EditMemory folder, created by its shard replica on first start. The
+    manifest also names the embedder: the ingress embeds questions for all shards, so it must be
+    the one the shards' indexes were built with.
     """
     root = Path(root).resolve()
     manifest = root / MANIFEST
@@ -63,12 +65,17 @@ def prepare_root(root: str | Path, n_shards: int) -> list[Path]:
             raise UserError(f"this memory folder holds {recorded} shards but memory.shards="
                             f"{n_shards}; ids encode the shard, so use memory.shards={recorded} "
                             "or a new memory_dir", file=str(manifest))
+        recorded_embedder = json.loads(manifest.read_text()).get("embedder")
+        if embedder and recorded_embedder and recorded_embedder != embedder:
+            raise UserError(f"this memory folder was built with the embedder "
+                            f"'{recorded_embedder}' but memory.embedder.name='{embedder}'; "
+                            "use the same embedder or a new memory_dir", file=str(manifest))
     else:
         if root.exists() and any(root.iterdir()):
             raise UserError(f"folder exists and has no {MANIFEST}; serve a new or an lte serve "
                             "memory folder", file=str(root))
         root.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(json.dumps({"shards": n_shards}) + "\n")
+        manifest.write_text(json.dumps({"shards": n_shards, "embedder": embedder}) + "\n")
     return [shard_dir(root, i) for i in range(n_shards)]
 
 
