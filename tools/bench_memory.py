@@ -1,6 +1,7 @@
 """Benchmark the edit memory on synthetic-world edits, against the reference approach.
 
     nice -n 10 .venv/bin/python tools/bench_memory.py --sizes 10000,100000,1000000 --json F
+    .venv/bin/python tools/bench_memory.py --sizes 1000000 --perturb-from 100000 --json F
 
 Per size: ingest edits/s (embed + log + index) and the embedder's share of that time; search
 latency p50/p99 (ms) for k=1 and k=3, one query at a time and in batches, through
@@ -257,6 +258,13 @@ def run_size(n: int, args, cache: Path, emb_cfg: EmbedderConfig, real: dict) -> 
         np.save(vec_path, base)
         real.update(n=n, path=str(vec_path), rows=rows)
     else:
+        if not real and args.perturb_from:
+            # the vectors an earlier run embedded (same seed, same cache): no second embedding
+            m = args.perturb_from
+            vec_path = cache / f"vectors-{args.seed}-{m}.npy"
+            if not vec_path.is_file():
+                raise SystemExit(f"--perturb-from {m}: no {vec_path}; run --sizes {m} first")
+            real.update(n=m, path=str(vec_path), rows=world_edits(m, args.seed, cache))
         if not real:
             raise SystemExit(f"size {n} is above --embed-limit and no smaller size was embedded")
         base_real = np.load(real["path"])
@@ -291,6 +299,14 @@ def run_size(n: int, args, cache: Path, emb_cfg: EmbedderConfig, real: dict) -> 
             mem.search([q], k=1)
         lat.append(c)
     res["search"]["text_k1_single"] = pct2(lat)
+    if mem.index.is_ivf and args.nprobe_sweep:
+        # the latency / recall trade-off over the same index
+        res["search_by_nprobe"] = {}
+        for nprobe in (int(p) for p in args.nprobe_sweep.split(",")):
+            mem.index.nprobe = nprobe
+            res["search_by_nprobe"][nprobe] = search_figures(mem, qvecs, row_to_id, base,
+                                                             args.batch)
+        mem.index.nprobe = args.nprobe
     stats = mem.stats()
     res["index_state"] = {k: stats[k] for k in ("index_vectors", "ivf_lists", "index_trained_at")}
     res["bytes_per_edit"] = {
@@ -325,8 +341,13 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="FILE")
     p.add_argument("--index", default="IVFauto,Flat")
     p.add_argument("--nprobe", type=int, default=64)
+    p.add_argument("--nprobe-sweep", default=None, metavar="P,P",
+                   help="IVF: also measure search at these nprobe values")
     p.add_argument("--embed-limit", type=int, default=100_000,
                    help="largest size whose questions are embedded; bigger sizes reuse them")
+    p.add_argument("--perturb-from", type=int, default=None, metavar="M",
+                   help="base the sizes above --embed-limit on the M vectors an earlier run "
+                        "embedded and cached, instead of embedding a smaller size first")
     p.add_argument("--sigma", type=float, default=0.3,
                    help="norm of the perturbation of reused vectors (unit vectors)")
     p.add_argument("--queries", type=int, default=1000)
