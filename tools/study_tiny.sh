@@ -22,9 +22,10 @@ set -euo pipefail
 # ---- variables ------------------------------------------------------------------------------
 RUN=${RUN:-runs/study-tiny}
 EPOCHS=${EPOCHS:-8}             # alignment epochs per model (3 left the tiny model copying little)
-SIZES=${SIZES:-100,1000}        # numbers of edits N evaluated
-PROTOCOLS=${PROTOCOLS:-batch,sequential}
-BASE_MODEL=${BASE_MODEL:-}      # model before alignment, for prompt-only (empty: skipped)
+SIZES=${SIZES:-100,1000}        # numbers of edits N, batch protocol
+SEQ_SIZES=${SEQ_SIZES:-100}     # sequential protocol: each edit is evaluated right after its
+                                # insert and again at the end, ~2-4 s per edit and method here
+BASE_MODEL=${BASE_MODEL:-}      # model before alignment, for prompt-only (default: the scratch init)
 ALIGN_ARGS=${ALIGN_ARGS:-"lr=2e-3 global_batch_size=64"}  # `lte align` overrides (tools/gpu_session.sh's too)
 LTE=${LTE:-.venv/bin/lte}
 NICE=${NICE:-nice -n 10}
@@ -53,13 +54,45 @@ for variant in full no-oos; do
   fi
 done
 
-# ---- 3. evaluation --------------------------------------------------------------------------
-base=()
-[[ -n $BASE_MODEL ]] && base=(--base-model "$BASE_MODEL")
-$NICE "$LTE" eval --config configs/eval/knowedit-tiny.yaml --model "$RUN/align-full/final" \
-  "${base[@]}" --protocol "$PROTOCOLS" --sizes "$SIZES" --out "$RUN/eval-full"
-# The ablation: LTE only, aligned without out-of-scope data.
-$NICE "$LTE" eval --config configs/eval/knowedit-tiny.yaml --model "$RUN/align-no-oos/final" \
-  --methods lte --protocol "$PROTOCOLS" --sizes "$SIZES" --out "$RUN/eval-no-oos"
+# The model before alignment (prompt-only): the alignment's own from-scratch initialisation.
+if [[ -z $BASE_MODEL ]]; then
+  BASE_MODEL=$RUN/base
+  if [[ ! -f $BASE_MODEL/config.json ]]; then
+    "$(dirname "$LTE")/python" -c 'import sys
+from lte.align.recipe import save_initial_model
+from lte.config import AlignConfig, load_config
+cfg = load_config(AlignConfig, "configs/align/tiny.yaml", [f"corpus={sys.argv[1]}", "deepspeed=null"])
+save_initial_model(cfg, sys.argv[2])' "$RUN/corpus-full" "$BASE_MODEL"
+  fi
+fi
 
-echo "study: tables in $RUN/eval-full/results.md and $RUN/eval-no-oos/results.md"
+# ---- 3. evaluation --------------------------------------------------------------------------
+# Two evaluations at a time, one torch thread each (the tiny model cannot use two threads well).
+evaluate() {  # name variant protocol sizes [more lte eval flags] -> $RUN/eval-<name>/
+  local name=$1 variant=$2 protocol=$3 sizes=$4
+  shift 4
+  [[ -f $RUN/eval-$name/results.json ]] && return 0
+  OMP_NUM_THREADS=1 $NICE "$LTE" eval --config configs/eval/knowedit-tiny.yaml \
+    --model "$RUN/align-$variant/final" --protocol "$protocol" --sizes "$sizes" \
+    --out "$RUN/eval-$name" "$@" > "$RUN/eval-$name.log" 2>&1
+}
+evaluate full-batch full batch "$SIZES" --methods lte,no-edit,gold-context,ft-l &
+evaluate full-sequential full sequential "$SEQ_SIZES" --methods lte,no-edit,gold-context,ft-l &
+wait
+evaluate prompt-only-batch full batch "$SIZES" --methods prompt-only --base-model "$BASE_MODEL" &
+# The ablation: LTE only, aligned without out-of-scope data.
+evaluate no-oos-batch no-oos batch "$SIZES" --methods lte &
+wait
+evaluate no-oos-sequential no-oos sequential "$SEQ_SIZES" --methods lte &
+# Beyond the paper: LTE with the relevance gate, its threshold calibrated on the dev split.
+if [[ ! -f $RUN/gate.json ]]; then
+  OMP_NUM_THREADS=2 $NICE "$LTE" memory calibrate --dev ../shared/data/counterfact/counterfact-val.json \
+    --json "$RUN/gate.json"
+fi
+threshold=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threshold"])' "$RUN/gate.json")
+evaluate full-gate-batch full batch "$SIZES" --methods lte --set memory.threshold="$threshold"
+wait
+for d in "$RUN"/eval-*/; do
+  [[ -f $d/results.json ]] || { echo "study: $d has no results.json (see ${d%/}.log)" >&2; exit 1; }
+done
+echo "study: tables in $RUN/eval-*/results.md"

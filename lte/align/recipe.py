@@ -155,6 +155,16 @@ def _build_model(cfg: AlignConfig, tokenizer):
     return model
 
 
+def save_initial_model(cfg: AlignConfig, out: str | Path) -> Path:
+    """The model `run_alignment(cfg)` starts from (same seed, tokenizer and architecture), as an
+    HF folder: the "before alignment" model of the prompt-only baseline for a from-scratch run."""
+    tokenizer = _load_tokenizer(cfg)
+    model = _build_model(cfg, tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return Path(out)
+
+
 def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb, preemption):
     from transformers import Trainer, TrainerCallback
 
