@@ -104,12 +104,11 @@ class Api:
                  token_sha256: str, embedder: EmbedderConfig, batch_size: int,
                  batch_wait_s: float, torch_threads: int):
         from lte.memory.embedder import make_embedder
-        from lte.serve.deployments import worker_pool
+        from lte.serve.deployments import configure_batching, worker_pool
 
         self._pool = worker_pool("embedder", torch_threads)
         self._embedder = self._pool.submit(make_embedder, embedder).result()
-        self.embed.set_max_batch_size(batch_size)
-        self.embed.set_batch_wait_timeout_s(batch_wait_s)
+        configure_batching((self.embed,), batch_size, batch_wait_s)
         self.shards = shards
         self.generator = generator
         self.limits = limits

@@ -35,6 +35,13 @@ def worker_pool(name: str, torch_threads: int) -> ThreadPoolExecutor:
     return pool
 
 
+def configure_batching(handlers, batch_size: int, batch_wait_s: float) -> None:
+    """The config's batch size and wait for `@serve.batch` methods (the decorator's are defaults)."""
+    for handler in handlers:
+        handler.set_max_batch_size(batch_size)
+        handler.set_batch_wait_timeout_s(batch_wait_s)
+
+
 def _open_or_create(folder: Path, cfg: MemoryConfig):
     from lte.memory import EditMemory
 
@@ -52,9 +59,7 @@ class EditMemoryShard:
         self.shard, self.n_shards = shard, n_shards
         self._pool = worker_pool(f"shard{shard}", torch_threads)
         self._memory = self._pool.submit(_open_or_create, Path(folder), memory).result()
-        for handler in (self.add, self.search):
-            handler.set_max_batch_size(batch_size)
-            handler.set_batch_wait_timeout_s(batch_wait_s)
+        configure_batching((self.add, self.search), batch_size, batch_wait_s)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -133,9 +138,7 @@ class Generator:
         lm, tokenizer = self._pool.submit(load_model_and_tokenizer, model).result()
         self.editor = LTEEditor(lm, tokenizer, memory=None, batch_size=batch_size,
                                 max_new_tokens=model.max_new_tokens)
-        for handler in (self.answer, self.score):
-            handler.set_max_batch_size(batch_size)
-            handler.set_batch_wait_timeout_s(batch_wait_s)
+        configure_batching((self.answer, self.score), batch_size, batch_wait_s)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -57,15 +57,15 @@ def prepare_root(root: str | Path, n_shards: int, embedder: str | None = None) -
     manifest = root / MANIFEST
     if manifest.is_file():
         try:
-            recorded = json.loads(manifest.read_text())["shards"]
-        except (ValueError, KeyError, TypeError):
+            content = json.loads(manifest.read_text())
+            recorded, recorded_embedder = content["shards"], content.get("embedder")
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise UserError("not a serve manifest (expected {\"shards\": N})",
                             file=str(manifest)) from None
         if recorded != n_shards:
             raise UserError(f"this memory folder holds {recorded} shards but memory.shards="
                             f"{n_shards}; ids encode the shard, so use memory.shards={recorded} "
                             "or a new memory_dir", file=str(manifest))
-        recorded_embedder = json.loads(manifest.read_text()).get("embedder")
         if embedder and recorded_embedder and recorded_embedder != embedder:
             raise UserError(f"this memory folder was built with the embedder "
                             f"'{recorded_embedder}' but memory.embedder.name='{embedder}'; "
