@@ -71,7 +71,7 @@ def _config_args(p) -> None:
 
 def _load_cfg(args, index: str | None = None):
     from lte.config import MemoryConfig, load_config
-    from lte.memory.index import resolve_index_spec
+    from lte.config.index_spec import resolve_index_spec
 
     overrides = list(args.overrides)
     if index:

