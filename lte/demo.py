@@ -173,12 +173,15 @@ def _memory(cfg: DemoConfig, out: Path, records, gate: dict):
 
 
 def _answer(cfg: DemoConfig, out: Path, records, memory, ids) -> dict:
+    from lte.config import EditorConfig
     from lte.editor import LTEEditor
     from lte.eval.run import evaluate
     from lte.modeling.load import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(cfg.model)
-    editor = LTEEditor(model, tokenizer, memory, top_k=1)
+    defaults = EditorConfig()
+    editor = LTEEditor(model, tokenizer, memory, top_k=memory.top_k,
+                       batch_size=defaults.batch_size, max_new_tokens=defaults.model.max_new_tokens)
     table = _before_after(editor, records[: cfg.table_rows])
     # The batch protocol inserts the edits itself (timing them) and removes them afterwards, so
     # it starts from a memory without the copies stored above.

@@ -73,8 +73,10 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
 class LTEEditor:
     """Model + tokenizer + edit memory: edit, forget, retrieve, answer, score."""
 
-    def __init__(self, model, tokenizer, memory=None, top_k: int = 1, batch_size: int = 16,
-                 max_new_tokens: int = 16):
+    def __init__(self, model, tokenizer, memory, *, top_k: int | None, batch_size: int,
+                 max_new_tokens: int):
+        """`top_k`: memory.top_k (None without a memory); `batch_size`, `max_new_tokens`: from
+        the caller's config (EditorConfig and the others); the defaults live there only."""
         self.model = model
         self.tokenizer = tokenizer
         self.memory = memory

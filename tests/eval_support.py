@@ -114,3 +114,14 @@ class WordMemory:
             out.append([Hit(i, self.edits[i].descriptor, float(s), self.edits[i].subject)
                         for s, _, i in scored[:k]])
         return out
+
+
+def make_editor(model, tokenizer, memory=None, **settings):
+    """An LTEEditor with EditorConfig's defaults for the settings a test leaves out."""
+    from lte.config import EditorConfig
+    from lte.editor import LTEEditor
+
+    cfg = EditorConfig()
+    settings = {"top_k": cfg.memory.top_k, "batch_size": cfg.batch_size,
+                "max_new_tokens": cfg.model.max_new_tokens, **settings}
+    return LTEEditor(model, tokenizer, memory, **settings)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from lte.config import EmbedderConfig
+from lte.config import CorpusConfig, EmbedderConfig
 from lte.corpus.answers import questions_to_answer
 from lte.corpus.construct import (
     IN_SCOPE,
@@ -33,6 +33,10 @@ from lte.memory.embedder import make_embedder
 from lte.prompts import IGNORE_INDEX, chat_prefix, editing_prompt
 
 
+def options(**fields) -> ConstructOptions:
+    return ConstructOptions.from_config(CorpusConfig(**fields))
+
+
 def make_record(i: int, ground_truth: bool = True, source: str = "t") -> EditRecord:
     return EditRecord(
         case_id=str(i), subject=f"Person{i}", prompt=f"Where does Person{i} live?",
@@ -50,7 +54,7 @@ def distractors_of(i: int, n: int) -> list[str]:
 
 
 def build(n: int, opts: ConstructOptions | None = None, **kw):
-    opts = opts or ConstructOptions()
+    opts = opts or options()
     out = []
     for i in range(n):
         out += edit_examples(make_record(i, **kw), distractors_of(i, n), opts)
@@ -108,20 +112,20 @@ def test_in_scope_answers_and_question_mix():
 def test_edit_without_original_answer_is_in_scope_only():
     record = make_record(7, ground_truth=False)
     assert in_scope_only(record)
-    examples = edit_examples(record, distractors_of(7, 20), ConstructOptions())
+    examples = edit_examples(record, distractors_of(7, 20), options())
     assert examples and all(ex.capability == IN_SCOPE and ex.with_edit for ex in examples)
 
 
 def test_true_edit_first_or_shuffled():
     record = make_record(3)
-    first = edit_examples(record, distractors_of(3, 50), ConstructOptions(seed=1))
+    first = edit_examples(record, distractors_of(3, 50), options(seed=1))
     multi = [ex for ex in first if ex.n_descriptors > 1]
     assert multi
     for ex in multi:
         assert f"1. {record.descriptor}\n" in user_text(ex)
     shuffled_positions = set()
     for seed in range(40):
-        opts = ConstructOptions(seed=seed, descriptor_order="shuffled")
+        opts = options(seed=seed, descriptor_order="shuffled")
         for ex in edit_examples(record, distractors_of(3, 50), opts):
             if ex.with_edit:
                 assert record.descriptor in user_text(ex)
@@ -132,15 +136,15 @@ def test_true_edit_first_or_shuffled():
 
 
 def test_construction_depends_only_on_seed_and_record():
-    a = edit_examples(make_record(5), distractors_of(5, 30), ConstructOptions(seed=4))
-    b = edit_examples(make_record(5), distractors_of(5, 30), ConstructOptions(seed=4))
-    c = edit_examples(make_record(5), distractors_of(5, 30), ConstructOptions(seed=5))
+    a = edit_examples(make_record(5), distractors_of(5, 30), options(seed=4))
+    b = edit_examples(make_record(5), distractors_of(5, 30), options(seed=4))
+    c = edit_examples(make_record(5), distractors_of(5, 30), options(seed=5))
     assert a == b
     assert [e.messages for e in a] != [e.messages for e in c] or len(a) == 0
 
 
 def test_no_out_of_scope_ablation():
-    examples = build(30, ConstructOptions(out_of_scope=False))
+    examples = build(30, options(out_of_scope=False))
     assert not any(ex.capability == OUT_OF_SCOPE for ex in examples)
 
 
@@ -155,7 +159,7 @@ def test_data_original_answer_by_question():
 def test_linguistic_examples_keep_the_original_response():
     unrelated = [make_record(i).descriptor for i in range(10)]
     instructions = [(str(k), QA(f"Write a haiku number {k}.", [f"haiku {k}"])) for k in range(50)]
-    examples = linguistic_examples(instructions, unrelated, ConstructOptions(), source="ins")
+    examples = linguistic_examples(instructions, unrelated, options(), source="ins")
     assert len(examples) == 100
     for ex in examples:
         assert ex.capability == LINGUISTIC
@@ -199,7 +203,7 @@ def test_leakage_drop_counts_per_file_and_dedupe():
 
 
 def test_questions_to_answer_cover_every_bare_question():
-    opts = ConstructOptions()
+    opts = options()
     records = [make_record(i) for i in range(30)]
     instructions = [("0", QA("Say hi.", ["hi"]))]
     questions = set(questions_to_answer(records, instructions, opts))

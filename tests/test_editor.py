@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from eval_support import WordMemory, make_records, tiny_model, tiny_tokenizer
+from eval_support import WordMemory, make_editor, make_records, tiny_model, tiny_tokenizer
 
 from lte import prompts
 from lte.editor import LTEEditor, left_pad
@@ -37,7 +37,7 @@ class ShiftModel(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def editor():
-    return LTEEditor(tiny_model(), tiny_tokenizer(), WordMemory(), batch_size=3)
+    return make_editor(tiny_model(), tiny_tokenizer(), WordMemory(), batch_size=3)
 
 
 def test_left_pad_positions_count_real_tokens_only():
@@ -49,7 +49,7 @@ def test_left_pad_positions_count_real_tokens_only():
 
 @pytest.mark.parametrize("keeps_logits", [True, False])
 def test_predict_pairs_hand_computed_with_padding_and_multi_token_targets(keeps_logits):
-    ed = LTEEditor(ShiftModel(keeps_logits=keeps_logits),
+    ed = make_editor(ShiftModel(keeps_logits=keeps_logits),
                    SimpleNamespace(pad_token_id=0, eos_token_id=1), None, batch_size=8)
     pairs = [([5, 6, 7], [8, 9, 3]),      # 7->8 ok, 8->9 ok, 9->10 != 3: 2/3
              ([20], [21]),                 # 1/1
@@ -67,8 +67,8 @@ def test_padded_batch_equals_unbatched_scoring(editor):
     qs = [r.prompt for r in recs] + [r.rephrase_prompts[0] for r in recs[:3]]
     ts = [r.target_new for r in recs] + ["x", "a much longer target answer here", "Rome"]
     descs = [[r.descriptor] for r in recs] + [[], [recs[0].descriptor, recs[1].descriptor], []]
-    batched = LTEEditor(editor.model, editor.tokenizer, None, batch_size=16)
-    single = LTEEditor(editor.model, editor.tokenizer, None, batch_size=1)
+    batched = make_editor(editor.model, editor.tokenizer, None, batch_size=16)
+    single = make_editor(editor.model, editor.tokenizer, None, batch_size=1)
     b = batched.predict_tokens(qs, ts, descs)
     s = single.predict_tokens(qs, ts, descs)
     assert [p.predicted for p in b] == [p.predicted for p in s]
@@ -90,8 +90,8 @@ def test_padded_logits_match_unbatched_logits(editor):
 def test_padded_batch_equals_unbatched_generation(editor):
     qs = ["Where?", "Who wrote the very long book about Person1 Zorb?", "Why?"]
     ids = [editor.prompt_ids(q, []) for q in qs]
-    batched = LTEEditor(editor.model, editor.tokenizer, None, batch_size=8).generate_ids(ids, 6)
-    single = LTEEditor(editor.model, editor.tokenizer, None, batch_size=1).generate_ids(ids, 6)
+    batched = make_editor(editor.model, editor.tokenizer, None, batch_size=8).generate_ids(ids, 6)
+    single = make_editor(editor.model, editor.tokenizer, None, batch_size=1).generate_ids(ids, 6)
     assert batched == single
     assert all(len(g) <= 6 for g in batched)
     forced = editor.generate_ids(ids, 7, min_new_tokens=7)
@@ -111,7 +111,7 @@ def test_prompt_matches_alignment_tokenization(editor):
 
 def test_edit_retrieve_forget_and_answer_use_memory():
     recs = make_records(4)
-    ed = LTEEditor(tiny_model(), tiny_tokenizer(), WordMemory(), top_k=1, batch_size=2)
+    ed = make_editor(tiny_model(), tiny_tokenizer(), WordMemory(), top_k=1, batch_size=2)
     ids = ed.edit(recs)
     hits = ed.retrieve([r.prompt for r in recs], k=2)
     assert [h[0].id for h in hits] == ids

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from eval_support import tiny_model, tiny_tokenizer
+from eval_support import make_editor, tiny_model, tiny_tokenizer
 
 from lte.cli import main
 from lte.config import EvalConfig, load_config
@@ -90,7 +90,6 @@ def test_evaluate_for_the_demo(model_dir, world, tmp_path):
     """`evaluate(editor, records)` returns the demo's three numbers on a real EditMemory."""
     from lte.config import EmbedderConfig, MemoryConfig
     from lte.data.readers import read_records
-    from lte.editor import LTEEditor
     from lte.eval import evaluate
     from lte.memory import EditMemory
     from lte.modeling.load import load_model_and_tokenizer
@@ -99,7 +98,7 @@ def test_evaluate_for_the_demo(model_dir, world, tmp_path):
     memory = EditMemory.create(tmp_path / "mem", MemoryConfig(embedder=EmbedderConfig(
         name="hashing")))
     kept = memory.add(read_records(world)[8:9])
-    editor = LTEEditor(model, tok, memory, batch_size=8)
+    editor = make_editor(model, tok, memory, batch_size=8)
     out = evaluate(editor, read_records(world)[:4], protocol="batch")
     for key in ("edit_succ", "locality", "retrieval_hit1"):
         assert 0.0 <= out[key] <= 1.0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from eval_support import WordMemory, make_records, tiny_model, tiny_tokenizer
+from eval_support import WordMemory, make_editor, make_records, tiny_model, tiny_tokenizer
 
-from lte.config import FTLConfig
-from lte.editor import LTEEditor
+from lte.config import EvalConfig, FTLConfig, ModelConfig
 from lte.eval import protocols
 from lte.eval.ftl import FTL
 from lte.eval.methods import GoldContext, NoEdit, RetrievalMethod
@@ -15,6 +14,10 @@ from lte.eval.metrics import CaseResult
 from lte.eval.scoring import ScoreOptions, pre_edit_locality, score_cases
 
 torch.set_num_threads(2)
+
+
+def options(**fields) -> ScoreOptions:
+    return ScoreOptions.from_config(EvalConfig(**fields))
 
 
 @pytest.fixture
@@ -33,13 +36,13 @@ def recorded(monkeypatch):
 
 @pytest.fixture(scope="module")
 def editor():
-    return LTEEditor(tiny_model(), tiny_tokenizer(), WordMemory(), batch_size=8)
+    return make_editor(tiny_model(), tiny_tokenizer(), WordMemory(), batch_size=8)
 
 
 def test_sequential_scores_each_case_right_after_its_insert_then_all(recorded, editor):
     recs = make_records(4)
     method = RetrievalMethod("lte", editor)
-    phases = protocols.run_protocol("sequential", method, recs, {}, ScoreOptions(fluency_cases=2))
+    phases = protocols.run_protocol("sequential", method, recs, {}, options(fluency_cases=2))
     assert [(p.protocol, p.phase) for p in phases] == [("sequential", "after_insert"),
                                                         ("sequential", "after_stream")]
     # Case i is scored with exactly i+1 edits stored; then all four with four stored.
@@ -54,11 +57,11 @@ def test_sequential_scores_each_case_right_after_its_insert_then_all(recorded, e
 def test_single_holds_one_edit_and_batch_holds_all(recorded, editor):
     recs = make_records(3)
     method = RetrievalMethod("lte", editor)
-    (single,) = protocols.run_protocol("single", method, recs, {}, ScoreOptions())
+    (single,) = protocols.run_protocol("single", method, recs, {}, options())
     assert [entry[:2] for entry in recorded] == [(["0"], 1), (["1"], 1), (["2"], 1)]
     assert single.metrics()["latency_ms"] == 2.0
     recorded.clear()
-    (batch,) = protocols.run_protocol("batch", method, recs, {}, ScoreOptions())
+    (batch,) = protocols.run_protocol("batch", method, recs, {}, options())
     assert [entry[:2] for entry in recorded] == [(["0", "1", "2"], 3)]
     assert batch.n_edits == 3 and batch.metrics()["edit_time_ms"] >= 0
     assert len(editor.memory) == 0
@@ -77,7 +80,7 @@ def test_scoring_gold_context_beats_nothing_only_through_context(editor):
     """Real scoring: gold-context and lte with perfect retrieval see identical prompts."""
     recs = make_records(3)
     pre = pre_edit_locality(editor, recs)
-    opts = ScoreOptions(fluency_cases=1, fluency_tokens=8, max_new_tokens=4)
+    opts = options(fluency_cases=1, fluency_tokens=8, model=ModelConfig(max_new_tokens=4))
     lte = RetrievalMethod("lte", editor)
     ids = lte.insert(recs)
     lte_res, latency = score_cases(lte, recs, ids, pre, opts)
@@ -95,7 +98,7 @@ def test_scoring_gold_context_beats_nothing_only_through_context(editor):
 
 def test_ftl_changes_one_matrix_within_the_constraint_and_reset_restores():
     model = tiny_model(seed=1)
-    ed = LTEEditor(model, tiny_tokenizer(), None, batch_size=4)
+    ed = make_editor(model, tiny_tokenizer(), None, batch_size=4)
     ftl = FTL(ed, FTLConfig(steps=3, lr=1e-2, norm_constraint=1e-3))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ftl.insert(make_records(2))
@@ -110,7 +113,7 @@ def test_ftl_changes_one_matrix_within_the_constraint_and_reset_restores():
 
 def test_ftl_target_new_objective_raises_the_target_accuracy():
     model = tiny_model(seed=2)
-    ed = LTEEditor(model, tiny_tokenizer(), None, batch_size=4)
+    ed = make_editor(model, tiny_tokenizer(), None, batch_size=4)
     rec = make_records(1)
     ftl = FTL(ed, FTLConfig(steps=30, lr=5e-2, norm_constraint=0, objective="target_new"))
     before = ed.score([rec[0].prompt], [rec[0].target_new], [[]])[0]

@@ -77,7 +77,7 @@ def test_index_top_k_equals_brute_force(spec):
     d, n = 32, 1500
     x, q = unit(rng, n, d), unit(rng, 40, d)
     ids = np.arange(1000, 1000 + n, dtype=np.int64)
-    index = VectorIndex(d, spec, nprobe=4096, ef_search=512, device="cpu")
+    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, device="cpu"))
     index.rebuild(lambda: [(ids[:700], x[:700]), (ids[700:], x[700:])], n)
     if spec.startswith("IVF"):
         assert index.is_ivf and index.nlist >= 16
@@ -95,7 +95,7 @@ def test_index_remove_then_search_skips_removed(spec):
     d, n = 32, 1000
     x = unit(rng, n, d)
     ids = np.arange(n, dtype=np.int64)
-    index = VectorIndex(d, spec, nprobe=4096, ef_search=512, device="cpu")
+    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, device="cpu"))
     index.rebuild(lambda: [(ids, x)], n)
     gone = ids[::3]
     index.remove(gone.tolist())
@@ -117,7 +117,7 @@ def test_bad_index_spec_is_a_user_error():
     with pytest.raises(UserError, match="IVF<nlist"):
         MemoryConfig(index="IVF,Flat")
     with pytest.raises(UserError, match="multiple of 7"):
-        VectorIndex(64, "IVF16,PQ7")
+        VectorIndex.from_config(64, MemoryConfig(index="IVF16,PQ7"))
 
 
 @pytest.mark.parametrize("spec", INDEX_SPECS)
@@ -309,9 +309,9 @@ def test_create_open_errors(tmp_path):
 def test_gpu_path_is_off_without_cuda(tmp_path):
     from lte.availability import faiss_gpu_available
 
-    index = VectorIndex(16, "Flat")
+    index = VectorIndex.from_config(16, MemoryConfig(index="Flat"))
     assert index.uses_gpu() == faiss_gpu_available()
-    assert not VectorIndex(16, "HNSW16").uses_gpu()
+    assert not VectorIndex.from_config(16, MemoryConfig(index="HNSW16")).uses_gpu()
 
 
 @pytest.mark.gpu
@@ -324,8 +324,8 @@ def test_gpu_sharded_search_equals_cpu():
     x, q = unit(rng, 5000, 64), unit(rng, 50, 64)
     ids = np.arange(5000, dtype=np.int64) * 7
     for spec in ("Flat", "IVF32,Flat"):
-        gpu = VectorIndex(64, spec, nprobe=32, device="auto")
-        cpu = VectorIndex(64, spec, nprobe=32, device="cpu")
+        gpu = VectorIndex.from_config(64, MemoryConfig(index=spec, nprobe=32, device="auto"))
+        cpu = VectorIndex.from_config(64, MemoryConfig(index=spec, nprobe=32, device="cpu"))
         for index in (gpu, cpu):
             index.rebuild(lambda: [(ids, x)], 5000)
         assert gpu.uses_gpu()

@@ -22,7 +22,7 @@ from lte.serve.validation import (
     parse_query,
 )
 
-LIMITS = Limits(max_body_bytes=1000, max_edits=3, max_chars=50, max_k=4)
+LIMITS = Limits(max_body_bytes=1000, max_edits_per_request=3, max_field_chars=50, max_k=4)
 EDIT = {"subject": "Ada", "prompt": "Where was Ada born?", "target_new": "Paris"}
 
 
@@ -86,7 +86,7 @@ def test_query_defaults_and_checks():
     (b'{"k": 1' + b"0" * 5000 + b"}", 400), (b"x" * 100_001, 413),
 ])
 def test_bad_bodies(raw, status):
-    err = _error(parse_json, raw, Limits(max_body_bytes=100_000))
+    err = _error(parse_json, raw, Limits.from_config(ServeConfig(max_body_bytes=100_000)))
     assert (err.field, err.status) == ("body", status)
 
 

@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from lte.config import CorpusConfig  # noqa: E402
 from lte.corpus.construct import (  # noqa: E402
     LINGUISTIC,
     OUT_OF_SCOPE,
@@ -199,7 +200,7 @@ class Batches:
                 # (the same question template, as MiniLM's top-5 mostly are).
                 k = self.rng.choice(self.by_relation[_relation(rec)])
                 pairs.append((rec, [descs[k], *(descs[j] for j in self.neigh[k])][:5]))
-        opts = ConstructOptions(seed=self.cfg.seed * 100_003 + self.v)
+        opts = ConstructOptions.from_config(CorpusConfig(seed=self.cfg.seed * 100_003 + self.v))
         buckets: dict[str, list] = {k: [] for k in BUCKETS}
         for rec, distractors in pairs:
             for ex in edit_examples(rec, distractors, opts):

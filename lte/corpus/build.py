@@ -40,9 +40,7 @@ WORK_SCHEMA = pa.schema([("key", pa.string()), ("kind", pa.string()),
 
 
 def construct_options(cfg: CorpusConfig) -> ConstructOptions:
-    return ConstructOptions(seed=cfg.seed, rewrite_share=cfg.rewrite_share,
-                            descriptor_order=cfg.descriptor_order,
-                            max_distractors=cfg.max_distractors, out_of_scope=cfg.out_of_scope)
+    return ConstructOptions.from_config(cfg)
 
 
 def work_items(inputs: Inputs, distractors: dict[str, list[str]]) -> list[dict]:

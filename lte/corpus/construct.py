@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from lte.config import CorpusConfig
 from lte.data.record import QA, EditRecord
 from lte.prompts import user_messages
 
@@ -38,11 +39,19 @@ class Example:
 
 @dataclass
 class ConstructOptions:
-    seed: int = 0
-    rewrite_share: float = 0.3  # in-scope questions asked with the rewrite prompt, else a paraphrase
-    descriptor_order: str = "first"  # first (the paper: true edit first) | shuffled (ablation)
-    max_distractors: int = 2
-    out_of_scope: bool = True  # False: the paper's ablation without out-of-scope data
+    """What example construction needs of a CorpusConfig (same names; defaults and docs there)."""
+
+    seed: int
+    rewrite_share: float
+    descriptor_order: str
+    max_distractors: int
+    out_of_scope: bool
+
+    @classmethod
+    def from_config(cls, cfg: CorpusConfig) -> ConstructOptions:
+        return cls(seed=cfg.seed, rewrite_share=cfg.rewrite_share,
+                   descriptor_order=cfg.descriptor_order, max_distractors=cfg.max_distractors,
+                   out_of_scope=cfg.out_of_scope)
 
 
 def record_rng(seed: int, key: str) -> random.Random:

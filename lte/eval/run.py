@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lte.config import EvalConfig, config_to_dict, save_config
+from lte.config import EvalConfig, ModelConfig, config_to_dict, save_config
 from lte.data.record import EditRecord
 from lte.errors import UserError
-from lte.eval.methods import GoldContext, NoEdit, RetrievalMethod
+from lte.eval.methods import RetrievalMethod
 from lte.eval.protocols import run_protocol
+from lte.eval.registry import METHODS, check_names, method_names
 from lte.eval.scoring import ScoreOptions, pre_edit_locality
 
 
@@ -26,7 +27,9 @@ def evaluate(editor, records: Sequence[EditRecord], protocol: str = "batch",
     For `sequential` the keys of the `after_stream` phase are returned, and those of
     `after_insert` with that prefix.
     """
-    opts = opts or ScoreOptions(max_new_tokens=editor.max_new_tokens)
+    if opts is None:  # the evaluation defaults, with the editor's own answer length
+        opts = ScoreOptions.from_config(
+            EvalConfig(model=ModelConfig(max_new_tokens=editor.max_new_tokens)))
     records = unique_case_ids(list(records))
     pre = pre_edit_locality(editor, records)
     phases = run_protocol(protocol, RetrievalMethod("lte", editor), records, pre, opts)
@@ -61,32 +64,23 @@ def _load_editor(name_or_cfg, cfg: EvalConfig, memory_dir: str):
 
 
 def build_methods(cfg: EvalConfig, tmp: str, log=print) -> list:
-    """The configured methods; prompt-only needs `base_model` and is skipped (said) without."""
-    from lte.eval.ftl import FTL
+    """The configured methods (`lte.eval.registry`); those on the model before alignment need
+    `base_model` and are skipped (said) without."""
+    from dataclasses import replace
 
+    wanted = [(name, METHODS[name]) for name in method_names(cfg)]
+    editors: dict[bool, object] = {}
+    if any(not entry.on_base_model for _, entry in wanted):
+        editors[False] = _load_editor(cfg.model, cfg, str(Path(tmp) / "memory-aligned"))
+    if any(entry.on_base_model for _, entry in wanted) and cfg.base_model:
+        base_cfg = replace(cfg.model, name_or_path=cfg.base_model)
+        editors[True] = _load_editor(base_cfg, cfg, str(Path(tmp) / "memory-base"))
     methods: list = []
-    wanted = list(dict.fromkeys(cfg.methods))
-    aligned_names = [m for m in wanted if m != "prompt-only"]
-    if aligned_names:
-        editor = _load_editor(cfg.model, cfg, str(Path(tmp) / "memory-aligned"))
-        for name in aligned_names:
-            if name == "lte":
-                methods.append(RetrievalMethod("lte", editor))
-            elif name == "no-edit":
-                methods.append(NoEdit(editor))
-            elif name == "gold-context":
-                methods.append(GoldContext(editor))
-            elif name == "ft-l":
-                methods.append(FTL(editor, cfg.ftl))
-    if "prompt-only" in wanted:
-        if cfg.base_model:
-            from dataclasses import replace
-
-            base_cfg = replace(cfg.model, name_or_path=cfg.base_model)
-            base = _load_editor(base_cfg, cfg, str(Path(tmp) / "memory-base"))
-            methods.append(RetrievalMethod("prompt-only", base))
-        else:
-            log("eval: prompt-only skipped: set base_model (the model before alignment)")
+    for name, entry in sorted(wanted, key=lambda w: w[1].on_base_model):
+        if entry.on_base_model not in editors:
+            log(f"eval: {name} skipped: set base_model (the model before alignment)")
+            continue
+        methods.append(entry.build(editors[entry.on_base_model], cfg))
     return methods
 
 
@@ -121,8 +115,7 @@ def unique_case_ids(records: list[EditRecord]) -> list[EditRecord]:
 def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalConfig,
                 log=print) -> list[dict]:
     """Result rows for every dataset x size x protocol x method (methods already built)."""
-    opts = ScoreOptions(fluency_cases=cfg.fluency_cases, fluency_tokens=cfg.fluency_tokens,
-                        max_new_tokens=cfg.model.max_new_tokens, hit_k=cfg.hit_k)
+    opts = ScoreOptions.from_config(cfg)
     runs: list[dict] = []
     for dataset, all_records in datasets.items():
         ordered = sample_records(all_records, cfg.seed)
@@ -156,6 +149,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     """Every method x protocol x size x dataset; writes results.json/.md and plots to cfg.out."""
     from lte.eval import report
 
+    check_names(cfg)
     out = Path(cfg.out)
     datasets = load_datasets(cfg)
     out.mkdir(parents=True, exist_ok=True)

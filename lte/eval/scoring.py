@@ -12,16 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lte import prompts
+from lte.config import EvalConfig
 from lte.data.record import EditRecord
 from lte.eval import metrics as M
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    hit_k: int = 5  # k of retrieval hit@k
-    fluency_cases: int = 50  # cases with a fluency sample (0: none)
-    fluency_tokens: int = 100
-    max_new_tokens: int = 16  # answer length for exact match
+    """What scoring needs of an `EvalConfig` (its fields document these)."""
+
+    hit_k: int
+    fluency_cases: int
+    fluency_tokens: int
+    max_new_tokens: int  # answer length for exact match: model.max_new_tokens
+
+    @classmethod
+    def from_config(cls, cfg: EvalConfig) -> ScoreOptions:
+        return cls(hit_k=cfg.hit_k, fluency_cases=cfg.fluency_cases,
+                   fluency_tokens=cfg.fluency_tokens, max_new_tokens=cfg.model.max_new_tokens)
 
 
 @dataclass

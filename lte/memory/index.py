@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lte.config import MemoryConfig
 from lte.config.index_spec import INDEX_SPEC, check_index_spec
 from lte.errors import UserError
 
@@ -66,8 +67,14 @@ def auto_nlist(n: int) -> int:
 class VectorIndex:
     """Edit id -> key vector, searched by inner product."""
 
-    def __init__(self, dim: int, spec: str, *, nprobe: int = 64, ef_search: int = 128,
-                 retrain_factor: float = 4.0, device: str = "auto"):
+    @classmethod
+    def from_config(cls, dim: int, cfg: MemoryConfig) -> VectorIndex:
+        return cls(dim, cfg.index, nprobe=cfg.nprobe, ef_search=cfg.ef_search,
+                   retrain_factor=cfg.retrain_factor, device=cfg.device)
+
+    def __init__(self, dim: int, spec: str, *, nprobe: int, ef_search: int,
+                 retrain_factor: float, device: str):
+        """The search settings are MemoryConfig's fields (defaults there only): `from_config`."""
         import faiss
 
         self.faiss = faiss

@@ -88,8 +88,7 @@ class EditMemory:
         # An opened memory knows its dimension from the log: stats, delete and replay do not
         # load the embedder model.
         self.dim = dim if dim is not None else self.embedder.dim
-        self.index = VectorIndex(self.dim, cfg.index, nprobe=cfg.nprobe, ef_search=cfg.ef_search,
-                                 retrain_factor=cfg.retrain_factor, device=cfg.device)
+        self.index = VectorIndex.from_config(self.dim, cfg)
         self.top_k, self.threshold = cfg.top_k, cfg.threshold
         self._lock = threading.RLock()
         self._applied_seq = 0  # last log sequence reflected in self.index

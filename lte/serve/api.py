@@ -182,7 +182,7 @@ class Api:
             raise ApiError(404, "id", f"no live edit with id {eid}")
         return {"deleted": eid}
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def embed(self, questions: list[str]) -> list:
         """Key vectors of concurrent questions in one embedding pass, sent to every shard."""
         vecs = await asyncio.get_running_loop().run_in_executor(

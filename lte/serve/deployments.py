@@ -36,7 +36,7 @@ def worker_pool(name: str, torch_threads: int) -> ThreadPoolExecutor:
 
 
 def configure_batching(handlers, batch_size: int, batch_wait_s: float) -> None:
-    """The config's batch size and wait for `@serve.batch` methods (the decorator's are defaults)."""
+    """The config's batch size and wait for `@serve.batch` methods (the decorators set none)."""
     for handler in handlers:
         handler.set_max_batch_size(batch_size)
         handler.set_batch_wait_timeout_s(batch_wait_s)
@@ -73,7 +73,7 @@ class EditMemoryShard:
             raise ValueError(f"edit id {edit_id} belongs to shard {shard}, not {self.shard}")
         return local
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def add(self, requests: list[list]) -> list[list[int]]:
         """Store each request's edits; returns once the shard's log has committed them.
 
@@ -101,7 +101,7 @@ class EditMemoryShard:
     async def delete(self, edit_ids: list[int]) -> int:
         return int(await self._run(self._memory.delete, [self._local(i) for i in edit_ids]))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def search(self, requests: list[tuple[np.ndarray, int]]) -> list[list[dict]]:
         """(question's key vector, k) per request -> its top-k hits, one index search for all.
 
@@ -136,7 +136,8 @@ class Generator:
 
         self._pool = worker_pool("generator", torch_threads)
         lm, tokenizer = self._pool.submit(load_model_and_tokenizer, model).result()
-        self.editor = LTEEditor(lm, tokenizer, memory=None, batch_size=batch_size,
+        # No memory here: the ingress retrieves and sends the descriptors with each request.
+        self.editor = LTEEditor(lm, tokenizer, None, top_k=None, batch_size=batch_size,
                                 max_new_tokens=model.max_new_tokens)
         configure_batching((self.answer, self.score), batch_size, batch_wait_s)
 
@@ -152,12 +153,12 @@ class Generator:
         return self.editor.score([q for q, _, _ in requests], [t for _, t, _ in requests],
                                  descriptors=[list(d) for _, _, d in requests])
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def answer(self, requests: list[tuple[str, list[str]]]) -> list[str]:
         """(question, descriptors) per request -> the greedy answer."""
         return await self._run(self._answer, requests)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def score(self, requests: list[tuple[str, str, list[str]]]) -> list[float | None]:
         """(question, target, descriptors) per request -> teacher-forced token accuracy."""
         return await self._run(self._score, requests)

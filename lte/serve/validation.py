@@ -34,10 +34,12 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    max_body_bytes: int = 1_048_576
-    max_edits: int = 256
-    max_chars: int = 2000
-    max_k: int = 32
+    """The request limits of a ServeConfig (same names; their defaults and docs live there)."""
+
+    max_body_bytes: int
+    max_edits_per_request: int
+    max_field_chars: int
+    max_k: int
 
     @classmethod
     def from_config(cls, cfg) -> Limits:
@@ -69,8 +71,8 @@ def check_text(value: Any, field: str, limits: Limits) -> str:
         raise ApiError(422, field, f"must be a string, got {_json_type(value)}")
     if not value.strip():
         raise ApiError(422, field, "must not be empty")
-    if len(value) > limits.max_chars:
-        raise ApiError(422, field, f"has {len(value)} characters; the limit is {limits.max_chars}")
+    if len(value) > limits.max_field_chars:
+        raise ApiError(422, field, f"has {len(value)} characters; the limit is {limits.max_field_chars}")
     if "\x00" in value:
         raise ApiError(422, field, "must not contain NUL characters")
     try:
@@ -101,9 +103,9 @@ def parse_edits(payload: Any, limits: Limits) -> list[EditRecord]:
         raise ApiError(422, "edits", f"must be a list, got {_json_type(edits)}")
     if not edits:
         raise ApiError(422, "edits", "must hold at least one edit")
-    if len(edits) > limits.max_edits:
+    if len(edits) > limits.max_edits_per_request:
         raise ApiError(413, "edits", f"has {len(edits)} edits; the limit per request is "
-                       f"{limits.max_edits}")
+                       f"{limits.max_edits_per_request}")
     allowed = REQUIRED_EDIT_FIELDS + OPTIONAL_TEXT_FIELDS + OPTIONAL_LIST_FIELDS
     return [_parse_edit(_check_object(e, f"edits[{i}]", allowed), f"edits[{i}]", limits)
             for i, e in enumerate(edits)]
