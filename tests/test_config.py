@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 import pytest
 
 from lte.config import (
+    STAGES,
     AlignConfig,
     CorpusConfig,
     EditorConfig,
@@ -188,5 +190,82 @@ def test_read_yaml_errors(tmp_path):
 def test_stage_config_class():
     assert stage_config_class("memory") is MemoryConfig
     assert stage_config_class("eval") is EvalConfig
+    assert all(stage_config_class(name) is cls for name, cls in STAGES.items())
     with pytest.raises(UserError, match="no config class for stage 'nope'"):
         stage_config_class("nope")
+
+
+def test_direct_construction_and_replace_check_like_a_load():
+    # Types too, not only the rules in `check`; and every problem at once, not the first.
+    with pytest.raises(UserError) as e:
+        MemoryConfig(top_k="3", shards=0, key="title")
+    msg = str(e.value)
+    assert "top_k='3' should be int" in msg and "memory.shards=0 must be > 0" in msg
+    assert "memory.key='title'" in msg and "\n" not in msg
+    cfg = MemoryConfig(top_k=2)
+    with pytest.raises(UserError, match="memory.top_k=0 must be > 0"):
+        dataclasses.replace(cfg, top_k=0)
+    with pytest.raises(UserError, match="embedder.batch_size=0 must be > 0"):
+        dataclasses.replace(cfg, embedder=dataclasses.replace(cfg.embedder, batch_size=0))
+    assert dataclasses.replace(cfg, top_k=3).top_k == 3
+    assert AlignConfig(lr=1).lr == 1.0 and isinstance(AlignConfig(lr=1).lr, float)
+
+
+@pytest.mark.parametrize("override", ["threshold=.nan", "threshold=.inf", "retrain_factor=-.inf",
+                                      "embedder.hashing_dim=.nan"])
+def test_non_finite_numbers_are_refused(override, tmp_path):
+    # A NaN threshold would fail every comparison and so turn the relevance gate off silently.
+    with pytest.raises(UserError) as e:
+        load_config(MemoryConfig, None, [override])
+    key = override.split("=")[0]
+    assert key in str(e.value) and ("finite" in str(e.value) or "should be int" in str(e.value))
+    with pytest.raises(UserError, match="threshold=nan should be a finite number"):
+        load_config(MemoryConfig, yaml_file(tmp_path, "threshold: .NaN\n"))
+    with pytest.raises(UserError, match="threshold=inf should be a finite number"):
+        MemoryConfig(threshold=float("inf"))
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 100_000 + "]" * 100_000 + "\n",
+                                  '{"a": ' * 100_000 + "1" + "}" * 100_000,
+                                  "architecture: " + "[" * 40 + "]" * 40 + "\n"])
+def test_deeply_nested_config_is_one_line(tmp_path, text):
+    path = yaml_file(tmp_path, text, "deep.json")
+    with pytest.raises(UserError) as e:
+        load_config(AlignConfig, path)
+    assert str(e.value) == f"{path}: nested deeper than 32 levels"
+    with pytest.raises(UserError, match="override 'architecture=.*nested deeper than 32"):
+        load_config(AlignConfig, None, ["architecture=" + "[" * 100_000])
+
+
+def test_bad_yaml_inside_an_override_names_the_override():
+    for override in ("tags=[a, b", "weights={x: 1", "name=!!python/object:os.system x",
+                     "name=a: b: c"):
+        with pytest.raises(UserError) as e:
+            parse_overrides([override])
+        assert str(e.value).startswith(f"override '{override}': not valid YAML (")
+        assert "\n" not in str(e.value)
+
+
+def test_non_utf8_config_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("out: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(UserError) as e:
+        read_yaml(path)
+    assert str(e.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset 8)"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_field_is_documented_and_reaches_help(stage, capsys):
+    from lte.config.docs import describe, field_docs
+
+    def walk(cls):
+        docs, hints = field_docs(cls), typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+            for tp in (hints[f.name], *typing.get_args(hints[f.name])):
+                if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+                    walk(tp)
+
+    walk(STAGES[stage])
+    lines = describe(STAGES[stage])
+    assert len(lines) >= len(dataclasses.fields(STAGES[stage]))

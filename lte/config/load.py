@@ -177,8 +177,32 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _flow_depth(text: str) -> int:
+    """Deepest `[`/`{` nesting outside quotes and comments: refused before PyYAML, whose scanner
+    takes seconds on 10^5 open brackets before its composer runs out of stack."""
+    depth = deepest = 0
+    quote = None  # the open quote character, or "#" inside a comment
+    for i, ch in enumerate(text):
+        if quote == "#":
+            if ch == "\n":
+                quote = None
+        elif quote:
+            if ch == quote and (quote == "'" or text[i - 1] != "\\"):
+                quote = None
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch in "\"'#" and (i == 0 or text[i - 1] in " \t\n[{,:"):
+            quote = ch
+    return deepest
+
+
 def parse_yaml(text: str, where: str) -> Any:
     """`text` as YAML (JSON included); any problem is one line naming `where`."""
+    if _flow_depth(text) > MAX_DEPTH:
+        raise UserError(f"{where}: nested deeper than {MAX_DEPTH} levels")
     try:
         value = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as e:
