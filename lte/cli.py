@@ -1,5 +1,8 @@
 """`lte` command line: each stage registers its sub-commands from its own `cli` module.
 
+Every config-taking sub-command builds its config the same way, through
+`lte.config.cli.stage_config` (kept below the stages, so that they need not import this module):
+`--config YAML`, positional `key.sub=value` overrides, then its flags, validated once.
 Stage `cli` modules keep heavy imports (torch, ray, faiss) inside their handlers, so `lte --help`
 and argument errors stay instant. Expected errors (`UserError`) print one line and exit 2.
 """
@@ -35,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    bench = sub.add_parser("bench", help="benchmarks (each measured against a baseline in the "
+                                         "same run)")
+    benchmarks = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    for name in STAGE_CLI_MODULES:
+        register_bench = getattr(sys.modules.get(name), "register_bench", None)
+        if register_bench is not None:
+            register_bench(benchmarks)
     return parser
 
 

@@ -15,23 +15,22 @@ import time
 from pathlib import Path
 
 from lte.config import DemoConfig
+from lte.config.cli import add_config_args, stage_config
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="run the whole loop on the embedded default (CPU, offline, ~10 min)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__)
     p.add_argument("--out", default=None, help="output folder (default: ./lte-demo)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="DemoConfig fields, e.g. heldout_edits=100 align_steps=40")
+    add_config_args(p, DemoConfig, preset=False)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    from lte.config import format_config, load_config
+    from lte.config import format_config
 
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    cfg = load_config(DemoConfig, None, overrides)
+    cfg = stage_config(args, DemoConfig, {"out": "out"})
     print(format_config(cfg), flush=True)
     run_demo(cfg)
     return 0

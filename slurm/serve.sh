@@ -72,4 +72,4 @@ echo "slurm/serve.sh: Ray cluster up: $N_NODES nodes, head $HEAD_IP:$RAY_PORT"
 
 # The head node runs the driver; Serve's proxy binds the configured host on HTTP_PORT.
 RAY_ADDRESS="$HEAD_IP:$RAY_PORT" srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
-  "$LTE" serve --config "$CONFIG" --port "$HTTP_PORT" --set ray_address="$HEAD_IP:$RAY_PORT" "$@"
+  "$LTE" serve --config "$CONFIG" --port "$HTTP_PORT" ray_address="$HEAD_IP:$RAY_PORT" "$@"

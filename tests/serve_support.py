@@ -67,8 +67,8 @@ class ServerProcess:
         self.port = free_port()
         env = {**os.environ, "LTE_API_TOKEN": self.token, "RAY_AUTH_MODE": "disabled"}
         cmd = [sys.executable, "-m", "lte", "serve", "--port", str(self.port),
-               "--memory-dir", str(self.memory_dir), "--set", f"memory.shards={self.shards}",
-               "--set", f"model.name_or_path={self.model}", *self.extra]
+               "--memory-dir", str(self.memory_dir), f"memory.shards={self.shards}",
+               f"model.name_or_path={self.model}", *self.extra]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)

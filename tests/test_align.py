@@ -263,10 +263,44 @@ def test_cli_takes_flags_and_overrides_in_any_order():
     from lte.align.cli import _split
     from lte.cli import build_parser
 
-    args = build_parser().parse_args(["align", "--config", "c.yaml", "a=1", "--deepspeed",
-                                      "z.json", "b.c=2", "--resume"])
-    assert _split(args) == ({"deepspeed": "z.json"}, True, ["a=1", "b.c=2"])
-    args = build_parser().parse_args(["align", "--config", "c.yaml", "--out", "o", "a=1"])
-    assert _split(args) == ({"out": "o"}, False, ["a=1"])
+    def split(*argv):
+        args = build_parser().parse_args(["align", *argv])
+        return _split(args, list(args.overrides), "lte align")
+
+    ns = split("--config", "c.yaml", "a=1", "--deepspeed", "z.json", "b.c=2", "--resume")
+    assert (ns.config, ns.deepspeed, ns.out, ns.resume, ns.overrides) == (
+        "c.yaml", "z.json", None, True, ["a=1", "b.c=2"])
+    ns = split("--config", "c.yaml", "--out", "o", "a=1")
+    assert (ns.out, ns.resume, ns.overrides) == ("o", False, ["a=1"])
     with pytest.raises(UserError, match="unrecognized arguments: --bogus"):
-        _split(build_parser().parse_args(["align", "--config", "c.yaml", "a=1", "--bogus"]))
+        split("--config", "c.yaml", "a=1", "--bogus")
+    with pytest.raises(UserError, match="lte align needs --config"):
+        split("a=1")
+
+
+def test_smoke_data_and_init_model_verbs(tmp_path):
+    """The verbs tools/gpu_align_check.sh and tools/study_tiny.sh call (no Python heredocs)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lte.align.data import load_corpus
+    from lte.align.recipe import _build_model
+    from lte.cli import main
+    from lte.modeling.load import load_tokenizer
+
+    work = tmp_path / "work"
+    assert main(["align", "smoke-data", "--out", str(work), "--examples", "12", "--shards", "3",
+                 "--vocab-size", "300"]) == 0
+    tok = load_tokenizer(str(work / "model"))
+    assert len(tok) >= 300 and len(load_corpus(work / "corpus", tok, 256).examples) == 12
+    overrides = [f"corpus={work / 'corpus'}", f"model.name_or_path={work / 'model'}",
+                 "deepspeed=null"]
+    assert main(["align", "init-model", "--config", str(REPO / "configs/align/tiny.yaml"),
+                 "--out", str(tmp_path / "base"), *overrides]) == 0
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    cfg = load_config(AlignConfig, REPO / "configs/align/tiny.yaml", overrides)
+    fresh = _build_model(cfg, tok)  # the seeded initialisation run_alignment starts from
+    for a, b in zip(saved.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert main(["align", "init-model", "--config", str(REPO / "configs/align/tiny.yaml"),
+                 *overrides]) == 2  # no --out

@@ -36,9 +36,9 @@ def test_lte_eval_writes_every_metric_for_every_method(model_dir, world, tmp_pat
     rc = main(["eval", "--config", str(CONFIGS / "tiny.yaml"), "--model", str(model_dir),
                "--base-model", str(model_dir), "--data", str(world),
                "--protocol", "batch,sequential", "--sizes", "2,4", "--out", str(out),
-               "--set", "memory.embedder.name=hashing", "--set", "fluency_cases=2",
-               "--set", "fluency_tokens=8", "--set", "ftl.steps=2",
-               "--set", "model.max_new_tokens=4"])
+               "memory.embedder.name=hashing", "fluency_cases=2",
+               "fluency_tokens=8", "ftl.steps=2",
+               "model.max_new_tokens=4"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
@@ -113,8 +113,8 @@ def test_eval_on_real_knowedit_zsre_and_counterfact(shared_data, model_dir, tmp_
     rc = main(["eval", "--model", str(model_dir), "--methods", "lte,no-edit",
                "--data", str(shared_data / "knowedit" / "ZsRE-test-all.json"),
                str(shared_data / "counterfact" / "counterfact-edit-1k.json"),
-               "--sizes", "3", "--out", str(out), "--set", "memory.embedder.name=hashing",
-               "--set", "fluency_cases=0", "--set", "model.max_new_tokens=2"])
+               "--sizes", "3", "--out", str(out), "memory.embedder.name=hashing",
+               "fluency_cases=0", "model.max_new_tokens=2"])
     assert rc == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     zsre = next(r for r in runs if r["dataset"] == "ZsRE-test-all" and r["method"] == "lte")

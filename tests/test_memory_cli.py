@@ -12,7 +12,7 @@ import pytest
 from lte.cli import main
 from lte.memory.calibrate import choose_threshold
 
-HASHING = ["--set", "embedder.name=hashing", "--set", "embedder.hashing_dim=128"]
+HASHING = ["embedder.name=hashing", "embedder.hashing_dim=128"]
 
 
 def counterfact_file(path: Path, n: int = 60) -> Path:

@@ -53,7 +53,7 @@ class Client:
 def client(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     server = ServerProcess(tmp / "memory", tiny_model_path(tmp), TOKEN, SHARDS, tmp / "serve.log",
-                           extra=("--set", "batch_wait_s=0.002"))
+                           extra=("batch_wait_s=0.002",))
     server.start()
     c = Client(server)
     c.add(WORLD[:20])

@@ -32,15 +32,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 if [[ -z "${CORPUS:-}" ]]; then
   CORPUS="$WORK/corpus"
   MODEL="${MODEL:-$WORK/model}"
-  "$PYTHON" - "$WORK" <<'PY'
-import sys
-from pathlib import Path
-from lte.align.smoke import write_smoke_corpus, write_smoke_model
-from lte.modeling.load import load_tokenizer
-work = Path(sys.argv[1])
-model = write_smoke_model(work / "model", vocab_size=512)
-write_smoke_corpus(work / "corpus", load_tokenizer(str(model)), n=8192, shards=4, distractors=40)
-PY
+  "$PYTHON" -m lte align smoke-data --out "$WORK" --vocab-size 512 --examples 8192 --shards 4 \
+    --distractors 40
 fi
 MODEL="${MODEL:-lte:tiny}"
 

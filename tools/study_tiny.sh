@@ -58,11 +58,8 @@ done
 if [[ -z $BASE_MODEL ]]; then
   BASE_MODEL=$RUN/base
   if [[ ! -f $BASE_MODEL/config.json ]]; then
-    "$(dirname "$LTE")/python" -c 'import sys
-from lte.align.recipe import save_initial_model
-from lte.config import AlignConfig, load_config
-cfg = load_config(AlignConfig, "configs/align/tiny.yaml", [f"corpus={sys.argv[1]}", "deepspeed=null"])
-save_initial_model(cfg, sys.argv[2])' "$RUN/corpus-full" "$BASE_MODEL"
+    "$LTE" align init-model --config configs/align/tiny.yaml --out "$BASE_MODEL" \
+      corpus="$RUN/corpus-full" deepspeed=null
   fi
 fi
 
@@ -90,7 +87,7 @@ if [[ ! -f $RUN/gate.json ]]; then
     --json "$RUN/gate.json"
 fi
 threshold=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threshold"])' "$RUN/gate.json")
-evaluate full-gate-batch full batch "$SIZES" --methods lte --set memory.threshold="$threshold"
+evaluate full-gate-batch full batch "$SIZES" --methods lte memory.threshold="$threshold"
 wait
 for d in "$RUN"/eval-*/; do
   [[ -f $d/results.json ]] || { echo "study: $d has no results.json (see ${d%/}.log)" >&2; exit 1; }

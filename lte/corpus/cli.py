@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from lte.config import CorpusConfig
+from lte.config.cli import add_config_args, stage_config
+
 
 def register(subparsers) -> None:
     corpus = subparsers.add_parser("corpus", help="build the parallel alignment corpus")
@@ -16,25 +19,19 @@ def register(subparsers) -> None:
                     "Runs on a local Ray instance unless --ray-address names a cluster.",
         epilog="example: lte corpus build --config configs/corpus/knowedit.yaml --out "
                "runs/corpus shards=8 seed=1")
-    build.add_argument("--config", required=True, help="a YAML preset (configs/corpus/*.yaml)")
     build.add_argument("--out", default=None, help="output folder (overrides `out`)")
     build.add_argument("--ray-address", default=None,
                        help="an existing Ray cluster (auto, ray://host:10001); default: local")
     build.add_argument("--engine", choices=("ray", "local"), default="ray",
                        help="local: every stage in this process, no Ray (small builds, debugging)")
-    build.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                       help="config overrides, e.g. shards=8 answers=model model.name_or_path=X")
+    add_config_args(build, CorpusConfig, required=True)
     build.set_defaults(func=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from lte.config import CorpusConfig, format_config, load_config
+    from lte.config import format_config
 
-    cfg = load_config(CorpusConfig, args.config, list(args.overrides))
-    if args.out is not None:
-        cfg.out = args.out
-    if args.ray_address is not None:
-        cfg.ray_address = args.ray_address
+    cfg = stage_config(args, CorpusConfig, {"out": "out", "ray_address": "ray_address"})
     print(format_config(cfg), flush=True)
 
     from lte.corpus.build import build_corpus

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lte.config import EvalConfig
+from lte.config.cli import add_config_args, stage_config
 from lte.errors import UserError
 
 
@@ -19,13 +21,18 @@ def _sizes(value: str) -> list[int]:
             f"--sizes wants integers like 10,100; got {value!r}") from None
 
 
+# flag attribute -> EvalConfig key; list flags come as typed lists, not YAML-parsed
+FLAGS = {"model": "model.name_or_path", "base_model": "base_model", "data": "data",
+         "protocol": "protocols", "methods": "methods", "sizes": "sizes", "out": "out"}
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate LTE and baselines (KnowEdit metrics, batch/sequential protocols)",
+        usage="lte eval [--config YAML] [flags] [key=value ...]\n       lte eval report DIR",
         description="Runs every configured method x protocol x size and writes results.json, "
                     "results.md and metric_*.png to --out. `lte eval report DIR` prints the "
                     "tables of an earlier run.")
-    p.add_argument("--config", help="YAML preset, e.g. configs/eval/tiny.yaml")
     p.add_argument("--model", help="aligned checkpoint folder or hub id (model.name_or_path)")
     p.add_argument("--base-model", help="model before alignment, for the prompt-only baseline")
     p.add_argument("--data", nargs="+", metavar="FILE", help="edit files (any lte.data format)")
@@ -34,44 +41,23 @@ def register(subparsers) -> None:
                    help="lte, no-edit, prompt-only, gold-context, ft-l (comma-separated)")
     p.add_argument("--sizes", type=_sizes, help="numbers of edits N, e.g. 10,100,1000")
     p.add_argument("--out", help="output folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any EvalConfig field, e.g. --set ftl.steps=10")
+    add_config_args(p, EvalConfig)
     p.set_defaults(func=run)
-    sub = p.add_subparsers(dest="eval_command", metavar="{report}")
-    r = sub.add_parser("report", help="print the tables of an earlier `lte eval --out DIR`")
-    r.add_argument("dir", help="the --out folder of an evaluation")
-    r.set_defaults(func=report)
 
 
 def build_eval_config(args):
-    from lte.config import EvalConfig, load_config
+    from lte.eval.registry import check_names
 
-    overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"model.name_or_path={args.model}")
-    if args.base_model:
-        overrides.append(f"base_model={args.base_model}")
-    if args.out:
-        overrides.append(f"out={args.out}")
-    cfg = load_config(EvalConfig, args.config, overrides)
-    # Lists straight from flags: YAML-parsing file names or method names could retype them.
-    from dataclasses import replace
-
-    changes = {}
-    if args.data:
-        changes["data"] = list(args.data)
-    if args.protocol:
-        changes["protocols"] = args.protocol
-    if args.methods:
-        changes["methods"] = args.methods
-    if args.sizes:
-        changes["sizes"] = args.sizes
-    return replace(cfg, **changes) if changes else cfg
+    cfg = stage_config(args, EvalConfig, FLAGS)
+    check_names(cfg)
+    return cfg
 
 
 def run(args) -> int:
     from lte.config import format_config
 
+    if args.overrides[:1] == ["report"]:  # `lte eval report DIR`: a verb, not an override
+        return report(args.overrides[1:])
     cfg = build_eval_config(args)
     print(format_config(cfg))
     from lte.eval.report import render_markdown
@@ -83,10 +69,10 @@ def run(args) -> int:
     return 0
 
 
-def report(args) -> int:
+def report(rest: list[str]) -> int:
     from lte.eval.report import load, render_markdown
 
-    if not args.dir:
-        raise UserError("give the folder of an evaluation: lte eval report DIR")
-    print(render_markdown(load(args.dir)))
+    if len(rest) != 1:
+        raise UserError("give the folder of one evaluation: lte eval report DIR")
+    print(render_markdown(load(rest[0])))
     return 0

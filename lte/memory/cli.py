@@ -64,19 +64,21 @@ def register(subparsers) -> None:
 
 
 def _config_args(p) -> None:
-    p.add_argument("--config", default=None, metavar="YAML", help="a configs/memory preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field, e.g. --set embedder.batch_size=64")
+    from lte.config import MemoryConfig
+    from lte.config.cli import add_config_args
+
+    add_config_args(p, MemoryConfig)
 
 
-def _load_cfg(args, index: str | None = None):
-    from lte.config import MemoryConfig, load_config
+def _load_cfg(args):
+    from lte.config import MemoryConfig
+    from lte.config.cli import stage_config
     from lte.config.index_spec import resolve_index_spec
 
-    overrides = list(args.overrides)
+    index = getattr(args, "index", None)
     if index:
-        overrides.append(f"index={resolve_index_spec(index)}")
-    return load_config(MemoryConfig, args.config, overrides)
+        args.index = resolve_index_spec(index)  # a preset name (hnsw) -> its factory string
+    return stage_config(args, MemoryConfig, {"index": "index"})
 
 
 def _read_all(files: list[str], fmt: str | None):
@@ -94,7 +96,7 @@ def run_build(args) -> int:
     from lte.config import format_config
     from lte.memory.memory import STORE_FILE, EditMemory
 
-    cfg = _load_cfg(args, args.index)
+    cfg = _load_cfg(args)
     records = _read_all(args.edits, args.format)  # every file checked before anything is stored
     out = Path(args.out)
     if (out / STORE_FILE).exists():

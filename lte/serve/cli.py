@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
+
+from lte.config import ServeConfig
+from lte.config.cli import add_config_args, stage_config
+
+SERVE_FLAGS = {"host": "host", "port": "port", "memory_dir": "memory_dir"}
 
 
 def register(subparsers) -> None:
@@ -13,23 +17,19 @@ def register(subparsers) -> None:
                     "shard per memory.shards and the Generator, and serves the HTTP API in the "
                     "foreground until Ctrl-C. Write endpoints need Authorization: Bearer "
                     "$LTE_API_TOKEN.")
-    p.add_argument("--config", help="YAML preset, e.g. configs/serve/tiny.yaml")
     p.add_argument("--host", help="bind address (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, help="HTTP port")
     p.add_argument("--memory-dir", help="root folder of the shard memories (kept across restarts)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any ServeConfig field, e.g. --set memory.shards=4")
+    add_config_args(p, ServeConfig)
     p.set_defaults(func=run_serve)
 
-    bench = _bench_subparsers(subparsers)
-    b = bench.add_parser(
+
+def register_bench(benchmarks) -> None:
+    b = benchmarks.add_parser(
         "serve", help="load-test a running `lte serve` against in-process LTEEditor",
         description="N concurrent clients mixing edits and queries against --url; then the same "
                     "operations through LTEEditor in this process (the baseline) and the ratio.")
     b.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
-    b.add_argument("--config", help="the server's YAML preset (model and memory of the baseline)")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a ServeConfig field of the baseline")
     b.add_argument("--token", help="write token (default: $LTE_API_TOKEN)")
     b.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     b.add_argument("--ops", type=int, default=320, help="operations in the timed phase")
@@ -41,30 +41,12 @@ def register(subparsers) -> None:
                    help="alternate serve and baseline this many times (fresh edits each)")
     b.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
     b.add_argument("--out", help="write the figures as JSON here")
+    add_config_args(b, ServeConfig)  # the server's preset: model and memory of the baseline
     b.set_defaults(func=run_bench)
 
 
-def _bench_subparsers(subparsers):
-    """The `lte bench` group's sub-command set, created here unless another stage made it."""
-    parser = subparsers.choices.get("bench")
-    if parser is None:
-        parser = subparsers.add_parser("bench", help="benchmarks")
-        return parser.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-
-
 def load_serve_config(args):
-    from lte.config import ServeConfig, load_config
-
-    overrides = list(args.overrides)
-    for flag, key in (("host", "host"), ("port", "port"), ("memory_dir", "memory_dir")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    return load_config(ServeConfig, args.config, overrides)
+    return stage_config(args, ServeConfig, SERVE_FLAGS)
 
 
 def run_serve(args) -> int:
