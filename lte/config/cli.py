@@ -19,6 +19,7 @@ class ConfigHelpFormatter(argparse.HelpFormatter):
     """Wraps descriptions as usual, but keeps text of several lines (the config keys) as is."""
 
     def _fill_text(self, text, width, indent):
+        text = str(text)
         if "\n" in text:
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
@@ -29,8 +30,6 @@ def add_config_args(p: argparse.ArgumentParser, cls: type, *, preset: bool = Tru
     """`--config YAML` (with `preset`) and positional `key=value` overrides of `cls`; `--help`
     lists every key with its default and docstring. `remainder`: flags may follow overrides
     (launchers append theirs after the user's); the command then reads them itself."""
-    from lte.config.docs import describe
-
     if preset:
         p.add_argument("--config", required=required, metavar="YAML",
                        help="a YAML preset under configs/ (its keys as below)")
@@ -38,8 +37,25 @@ def add_config_args(p: argparse.ArgumentParser, cls: type, *, preset: bool = Tru
                    metavar="key=value",
                    help="config overrides, YAML values: top_k=3 model.dtype=bfloat16 tags=[a,b]")
     p.formatter_class = ConfigHelpFormatter
-    keys = "\n".join("  " + line for line in describe(cls))
-    p.epilog = (p.epilog + "\n\n" if p.epilog else "") + f"config keys ({cls.__name__}):\n{keys}"
+    p.epilog = _ConfigKeys(cls, p.epilog)
+
+
+class _ConfigKeys:
+    """An epilog listing the keys of `cls`, written only when --help is asked for (reading the
+    docstrings costs more than building every parser)."""
+
+    def __init__(self, cls: type, before: str | None):
+        self.cls, self.before = cls, before
+
+    def __contains__(self, part: str) -> bool:  # argparse looks for '%(prog)' in the text
+        return part in str(self)
+
+    def __str__(self) -> str:
+        from lte.config.docs import describe
+
+        keys = "\n".join("  " + line for line in describe(self.cls))
+        head = self.before + "\n\n" if self.before else ""
+        return f"{head}config keys ({self.cls.__name__}):\n{keys}"
 
 
 def stage_config(args: argparse.Namespace, cls: type, flags: dict[str, str] | None = None):

@@ -6,29 +6,39 @@ import ast
 import dataclasses
 import functools
 import inspect
-import textwrap
+import sys
 import typing
 from typing import Any
 
 
 @functools.cache
+def _module_docs(module: str) -> dict[str, dict[str, str]]:
+    """{class name: {field: docstring}} for every class of a module, from one parse of its
+    source (inspect.getsource would parse the whole file again for each class)."""
+    try:
+        tree = ast.parse(inspect.getsource(sys.modules[module]))
+    except (OSError, TypeError, KeyError):  # no source (built in an interactive session)
+        return {}
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            out[node.name] = {
+                field.target.id: " ".join(after.value.value.split())
+                for field, after in zip(body, body[1:], strict=False)
+                if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)}
+    return out
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """{field name: the string literal right under its annotation} (what pydantic's
-    `use_attribute_docstrings` reads), for `cls` and its bases."""
+    `use_attribute_docstrings` reads), for `cls` and its dataclass bases."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass) or klass is object:
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):  # no source (built in an interactive session)
-            continue
-        body = tree.body[0].body
-        for node, after in zip(body, body[1:], strict=False):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
-                docs[node.target.id] = " ".join(after.value.value.split())
+        if dataclasses.is_dataclass(klass):
+            docs.update(_module_docs(klass.__module__).get(klass.__qualname__, {}))
     return docs
 
 
