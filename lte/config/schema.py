@@ -174,10 +174,8 @@ class CorpusConfig(Schema):
         for name in ("shards", "row_group_size", "batch_size", "num_cpus",
                      "distractor_candidates", "tokenizer_vocab_size"):
             p.positive(f"corpus.{name}", getattr(self, name))
-        if not 0.0 <= self.rewrite_share <= 1.0:
-            p.add(f"corpus.rewrite_share={self.rewrite_share!r} must be within [0, 1]")
-        if self.max_distractors < 0:
-            p.add(f"corpus.max_distractors={self.max_distractors!r} must be >= 0")
+        p.within("corpus.rewrite_share", self.rewrite_share, 0, 1)
+        p.at_least("corpus.max_distractors", self.max_distractors, 0)
 
 
 @dataclass
@@ -318,8 +316,7 @@ class ServeConfig(Schema):
             p.positive(f"serve.{name}", getattr(self, name))
         if self.port > 65535:
             p.add(f"serve.port={self.port!r} must be <= 65535")
-        if self.batch_wait_s < 0:
-            p.add(f"serve.batch_wait_s={self.batch_wait_s!r} must be >= 0")
+        p.at_least("serve.batch_wait_s", self.batch_wait_s, 0)
         if self.token is not None and not self.token.strip():
             p.add("serve.token is empty; leave it unset (null) or give a secret")
 
@@ -413,8 +410,7 @@ class AlignConfig(Schema):
                      "logging_steps", "save_steps", "save_total_limit", "torch_threads",
                      "peak_tflops"):
             p.positive(f"align.{name}", getattr(self, name))
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            p.add(f"align.warmup_ratio={self.warmup_ratio!r} must be within [0, 1)")
+        p.within("align.warmup_ratio", self.warmup_ratio, 0, 1, open_high=True)
         if self.architecture and self.init != "scratch":
             p.add("align.architecture only applies with init: scratch (pretrained weights "
                   "fix the architecture)")
