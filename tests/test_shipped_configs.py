@@ -18,6 +18,10 @@ def test_preset_loads(path: Path):
     cls = stage_config_class(path.parent.name)
     cfg = load_config(cls, path)
     assert isinstance(cfg, cls)
+    if path.parent.name == "eval":  # method and protocol names are the eval registry's
+        from lte.eval.registry import check_names
+
+        check_names(cfg)
 
 
 def test_presets_start_with_the_command_that_runs_them():
