@@ -281,6 +281,10 @@ class AlignConfig:
     max_length: int = 2048  # longer examples are cut; those left without answer tokens are dropped
     precision: str = "bf16"  # bf16 | fp16 | fp32 (fp32 on CPU)
     gradient_checkpointing: bool = True  # recompute activations: less memory, ~30% more compute
+    # none: right-pad each micro batch | padding_free: its examples in one row, position_ids
+    # restarting per example, no padding computed (lte.modeling.packing; the GPU presets' choice)
+    packing: str = "none"
+    group_by_length: bool = False  # packing none: micro batches of similar length (less padding)
     device: str = "auto"  # auto (cuda if present) | cpu | cuda
     seed: int = 42  # model init, data order, dropout
     logging_steps: int = 1
@@ -296,6 +300,10 @@ class AlignConfig:
         _check_choice("align.init", self.init, ("pretrained", "scratch"))
         _check_choice("align.precision", self.precision, ("bf16", "fp16", "fp32"))
         _check_choice("align.device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("align.packing", self.packing, ("none", "padding_free"))
+        if self.group_by_length and self.packing != "none":
+            _report("align.group_by_length only applies with packing: none (a packed micro "
+                    "batch computes no padding to save)")
         _check_choice("align.lr_scheduler", self.lr_scheduler,
                       ("cosine", "linear", "constant_with_warmup", "constant"))
         for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_length",
