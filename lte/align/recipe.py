@@ -28,6 +28,7 @@ from lte.align.tracking import (
     Throughput,
     flops_per_token,
     log_run_config,
+    peak_memory,
     peak_tflops,
     setup_wandb,
 )
@@ -188,6 +189,7 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
                 now = time.perf_counter()
                 logs.update(throughput.update(self.state.num_input_tokens_seen, now))
                 logs.update(computed.update(now))
+                logs.update(peak_memory())
             super().log(logs, *a, **kw)
 
         def training_step(self, model, inputs, *a, **kw):
@@ -201,7 +203,8 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
         def on_train_begin(self, args, state, control, model=None, **kw):
             throughput.update(state.num_input_tokens_seen, time.perf_counter())
             computed.update(time.perf_counter())
-            part = dist.partition_summary(model)
+            # start_step: where this rank (re)started; a resume must agree on it across ranks
+            part = {**dist.partition_summary(model), "start_step": state.global_step}
             rank_dir = Path(cfg.out) / "ranks"
             rank_dir.mkdir(parents=True, exist_ok=True)
             (rank_dir / f"rank{part['rank']}.json").write_text(json.dumps(part) + "\n")

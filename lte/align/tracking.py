@@ -57,6 +57,15 @@ class Throughput:
         return out
 
 
+def peak_memory() -> dict:
+    """This rank's peak GPU memory so far (what a micro batch / checkpointing setting costs)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+
+
 class ComputedTokens:
     """Tokens the model computed, padding included, per second over all ranks: beside the useful
     (non-padding) tokens/s it shows what padding costs. Every rank calls `update` (a collective)."""
