@@ -39,8 +39,11 @@ def test_grouped_order_is_a_seeded_permutation_per_epoch_with_less_padding():
     shuffled = list(range(1003))
     random.Random(1).shuffle(shuffled)
     assert _padding_share(lengths, first, 8) < 0.5 * _padding_share(lengths, shuffled, 8)
-    # the one short batch is the last: every other micro batch is whole
-    assert len(first) % 8 == 3
+    # every micro batch is one slice of a length-sorted mega-batch (the one short batch comes
+    # last, so no cut is shifted): each is in descending length order
+    for i in range(0, len(first), 8):
+        batch = [lengths[j] for j in first[i:i + 8]]
+        assert batch == sorted(batch, reverse=True), i
 
 
 def test_grouping_is_for_the_padded_path_only():
