@@ -281,9 +281,7 @@ class AlignConfig:
     max_length: int = 2048  # longer examples are cut; those left without answer tokens are dropped
     precision: str = "bf16"  # bf16 | fp16 | fp32 (fp32 on CPU)
     gradient_checkpointing: bool = True  # recompute activations: less memory, ~30% more compute
-    # none: right-pad each micro batch | padding_free: its examples in one row, position_ids
-    # restarting per example, no padding computed (lte.modeling.packing; the GPU presets' choice)
-    packing: str = "none"
+    packing: str = "none"  # none: right-pad | padding_free: a micro batch in one row, no padding
     group_by_length: bool = False  # packing none: micro batches of similar length (less padding)
     device: str = "auto"  # auto (cuda if present) | cpu | cuda
     seed: int = 42  # model init, data order, dropout
