@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -136,10 +137,14 @@ def main() -> int:
                f"gradient_checkpointing={str(setting['ckpt']).lower()}",
                "packing=" + ("padding_free" if setting["packing"] == "packed" else "none")]
         with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
             try:
-                rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                    timeout=args.run_limit_s, start_new_session=True).returncode
+                rc = proc.wait(timeout=args.run_limit_s)
             except subprocess.TimeoutExpired:
+                # the whole session: torchrun's workers would otherwise keep the GPU's memory
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
                 rc = -1
         return rc == 0 and (out / "trainer_state.json").is_file(), out, log
 
@@ -156,6 +161,8 @@ def main() -> int:
             if ok:
                 layers = depth
                 break
+            if "out of memory" not in log.read_text(errors="replace"):
+                break  # a shallower model only helps when this one did not fit
         row = {**setting, "layers": depth, "wall_s": round(time.perf_counter() - t0, 1),
                "note": note, "log": str(log)}
         row.update(summarize(out, skip) if ok else {"error": last_error(log)})
