@@ -12,6 +12,8 @@ optimizer steps (global batch = micro batch), on a smoke corpus whose prompt len
 like knowedit's. The 7B shape is tried at 32 layers first; when the first setting does not fit,
 at 24, then 16 (the depth used is printed and written). An offload setting whose DeepSpeed CPU
 Adam cannot be built there reruns with torch's AdamW on the CPU (slower; said in the table).
+Each setting builds the model afresh (minutes at 7B, not yet timed); where one call is limited
+(the lent GPU machine: 10 minutes a command), split the plan over calls with SETTINGS.
 """
 
 from __future__ import annotations
