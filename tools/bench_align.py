@@ -1,14 +1,21 @@
-"""Alignment throughput: DeepSpeed ZeRO-3 with 2 processes vs. a single-process Trainer, same
-model, data and global batch, measured one after the other in one run; prints the ratio.
+"""Alignment throughput: padded, length-grouped and padding-free packed micro batches, each in a
+single-process Trainer and under DeepSpeed ZeRO-3 over 2 processes; same model, corpus, steps and
+global batch, measured one after the other in one run; prints and writes the ratios.
 
     nice -n 10 .venv/bin/python tools/bench_align.py --steps 30
+    .venv/bin/python tools/bench_align.py --corpus runs/corpus-tiny --model lte:tiny
     .venv/bin/python tools/bench_align.py --hidden 512 --layers 8 --nproc 8 --device cuda
 
-Both runs go through the production entry points (`lte align` in one process, launch/align.sh
-for the distributed one). Tokens/s is the median over logged steps after --skip warm-up steps of
-non-padding tokens per second summed over processes (the Trainer gathers the counts). On CPU the
-single process gets as many torch threads as the distributed run has processes, so both use the
-same cores; the ratio is then the price (or gain) of partitioning and gloo communication.
+Every run goes through the production entry points (`lte align` in one process, launch/align.sh
+for the distributed ones). Per run: useful tokens/s (non-padding tokens, what training learns
+from) and computed tokens/s (padding included, what the hardware pays for), each the median over
+logged steps after --skip warm-up steps, summed over processes. On CPU the single process gets as
+many torch threads as the distributed run has processes, so every run uses the same cores. The
+loss curves of packed vs padded (same examples in the same order) say whether packing changes
+what is learned; grouped runs see the examples in another order, so their curve differs by noise.
+
+The default corpus is the smoke corpus with skewed prompt lengths (`max_distractors`), shaped
+like the knowedit corpus (most examples short, a long tail); --corpus takes a built one instead.
 """
 
 from __future__ import annotations
@@ -24,13 +31,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"padded": ["packing=none", "group_by_length=false"],
+            "grouped": ["packing=none", "group_by_length=true"],
+            "packed": ["packing=padding_free", "group_by_length=false"]}
 
 
-def tokens_per_s(run: Path, skip: int) -> tuple[float, list[float]]:
+def summary(run: Path, skip: int) -> dict:
     state = json.loads((run / "trainer_state.json").read_text())
-    rates = [h["tokens_per_s"] for h in state["log_history"]
-             if "tokens_per_s" in h and h["step"] > skip]
-    return statistics.median(rates), [h["loss"] for h in state["log_history"] if "loss" in h]
+    logs = [h for h in state["log_history"] if "loss" in h]
+    late = [h for h in logs if h["step"] > skip]
+    useful = statistics.median(h["tokens_per_s"] for h in late if "tokens_per_s" in h)
+    computed = statistics.median(h["computed_tokens_per_s"] for h in late
+                                 if "computed_tokens_per_s" in h)
+    return {"useful_tokens_per_s": round(useful, 1), "computed_tokens_per_s": round(computed, 1),
+            "padding_share": round(1 - useful / computed, 3), "losses": [h["loss"] for h in logs]}
 
 
 def main() -> int:
@@ -40,54 +54,84 @@ def main() -> int:
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--examples", type=int, default=1024)
+    ap.add_argument("--examples", type=int, default=2048)
+    ap.add_argument("--max-distractors", type=int, default=12,
+                    help="smoke corpus: the cap of the skewed descriptor count per prompt")
     ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--corpus", help="built corpus shards (default: a generated smoke corpus)")
+    ap.add_argument("--model", default="lte:tiny", help="with --corpus: its model/tokenizer")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--deepspeed", default="configs/deepspeed/zero3_cpu.json")
+    ap.add_argument("--only", choices=("single", "zero3"), help="one of the two settings")
     ap.add_argument("--work", help="folder for the model, corpus and runs (default: a temp dir)")
     args = ap.parse_args()
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_MODE", "disabled")
-    from lte.align.smoke import write_smoke_corpus, write_smoke_model
-    from lte.modeling.load import load_tokenizer
-
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-align-"))
-    model = write_smoke_model(work / "model", hidden_size=args.hidden, layers=args.layers)
-    corpus = write_smoke_corpus(work / "corpus", load_tokenizer(str(model)), n=args.examples)
+    if args.corpus:
+        corpus, model = Path(args.corpus), args.model
+    else:
+        from lte.align.smoke import write_smoke_corpus, write_smoke_model
+        from lte.modeling.load import load_tokenizer
+
+        model = write_smoke_model(work / "model", hidden_size=args.hidden, layers=args.layers)
+        corpus = write_smoke_corpus(work / "corpus", load_tokenizer(str(model)),
+                                    n=args.examples, max_distractors=args.max_distractors)
     common = [f"corpus={corpus}", f"model.name_or_path={model}", f"max_steps={args.steps}",
               f"global_batch_size={args.micro_batch * args.nproc}",
               f"micro_batch_size={args.micro_batch}", f"save_steps={args.steps * 10}",
               "logging_steps=1", "verify_save=false", f"device={args.device}",
               "precision=" + ("bf16" if args.device == "cuda" else "fp32"), "wandb.project=null"]
     env = {**os.environ, "NPROC": str(args.nproc), "OMP_NUM_THREADS": "1"}
+    settings = {"single": ([sys.executable, "-m", "lte", "align", "--config",
+                            "configs/align/tiny.yaml"], ["deepspeed=null",
+                                                         f"torch_threads={args.nproc}"]),
+                "zero3": ([str(REPO / "launch" / "align.sh"), "configs/align/tiny.yaml"],
+                          ["--deepspeed", args.deepspeed, "torch_threads=1"])}
+    if args.only:
+        settings = {args.only: settings[args.only]}
 
-    runs = {}
-    single = work / "single"
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lte", "align", "--config", "configs/align/tiny.yaml",
-                    "--out", str(single), "deepspeed=null", f"torch_threads={args.nproc}",
-                    *common], cwd=REPO, env=env, check=True)
-    runs["single process, no DeepSpeed"] = (single, time.perf_counter() - t0)
-    dist = work / "zero3"
-    t0 = time.perf_counter()
-    subprocess.run([str(REPO / "launch" / "align.sh"), "configs/align/tiny.yaml", "--out",
-                    str(dist), "--deepspeed", args.deepspeed, "torch_threads=1", *common],
-                   cwd=REPO, env=env, check=True)
-    runs[f"ZeRO-3, {args.nproc} processes"] = (dist, time.perf_counter() - t0)
+    results: dict = {}
+    for setting, (cmd, extra) in settings.items():
+        for variant, knobs in VARIANTS.items():
+            out = work / f"{setting}-{variant}"
+            t0 = time.perf_counter()
+            subprocess.run([*cmd, "--out", str(out), *extra, *common, *knobs], cwd=REPO,
+                           env=env, check=True)
+            results[f"{setting}/{variant}"] = {**summary(out, args.skip),
+                                               "wall_s": round(time.perf_counter() - t0, 1)}
 
-    print(f"\nmodel: hidden {args.hidden}, {args.layers} layers; {args.steps} steps of "
-          f"{args.micro_batch * args.nproc} sequences; device {args.device}")
-    print(f"{'run':34s} {'tokens/s':>10s} {'wall s':>8s} {'loss first -> last':>20s}")
-    rates = {}
-    for name, (path, wall) in runs.items():
-        rate, losses = tokens_per_s(path, args.skip)
-        rates[name] = rate
-        print(f"{name:34s} {rate:10.0f} {wall:8.1f} {losses[0]:9.3f} -> {losses[-1]:.3f}")
-    base, zero3 = rates.values()
-    print(f"ratio ZeRO-3 / single process: {zero3 / base:.2f}")
-    (work / "bench.json").write_text(json.dumps({"tokens_per_s": rates, "ratio": zero3 / base,
-                                                 "args": vars(args)}, indent=2) + "\n")
+    shape = model if args.corpus else f"hidden {args.hidden}, {args.layers} layers"
+    print(f"\nmodel: {shape}"
+          f"; corpus {corpus}; {args.steps} steps of {args.micro_batch * args.nproc} sequences "
+          f"(micro batch {args.micro_batch}); device {args.device}")
+    print(f"{'run':16s} {'useful tok/s':>12s} {'computed tok/s':>14s} {'padding':>8s} "
+          f"{'wall s':>7s} {'loss first -> last':>20s}")
+    for name, r in results.items():
+        print(f"{name:16s} {r['useful_tokens_per_s']:12.0f} {r['computed_tokens_per_s']:14.0f} "
+              f"{r['padding_share']:8.1%} {r['wall_s']:7.1f} "
+              f"{r['losses'][0]:9.3f} -> {r['losses'][-1]:.3f}")
+    ratios = {}
+    for setting in settings:
+        base = results[f"{setting}/padded"]
+        for variant in ("grouped", "packed"):
+            r = results[f"{setting}/{variant}"]
+            ratios[f"{setting}: {variant} / padded, useful tokens/s"] = round(
+                r["useful_tokens_per_s"] / base["useful_tokens_per_s"], 3)
+        packed = results[f"{setting}/packed"]
+        ratios[f"{setting}: packed vs padded, max |loss difference|"] = round(
+            max(abs(a - b) for a, b in zip(packed["losses"], base["losses"], strict=True)), 5)
+    if len(settings) == 2:
+        for variant in VARIANTS:
+            ratios[f"zero3 / single, {variant}, useful tokens/s"] = round(
+                results[f"zero3/{variant}"]["useful_tokens_per_s"]
+                / results[f"single/{variant}"]["useful_tokens_per_s"], 3)
+    for name, value in ratios.items():
+        print(f"{name}: {value}")
+    report = {"runs": results, "ratios": ratios, "args": vars(args)}
+    (work / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {work / 'bench.json'}")
     return 0
 
 

@@ -2,13 +2,16 @@
 # Everything this project checks on a lent GPU, in one run (the lease is short: one call).
 #   1. the tiny-study alignments (tools/study_tiny.sh's step 2) for the full and no-out-of-scope
 #      corpora, both at once on the GPU (a 2M-parameter model leaves it mostly idle);
-#   2. tools/gpu_align_check.sh: ZeRO-3 bf16, ~1B-parameter LLaMA, tokens/s and MFU.
+#   2. tools/gpu_align_7b.sh: the LLaMA-2-7B shape under ZeRO-3 (+ offload), padded vs packed,
+#      micro batch and checkpointing sweep (SETTINGS picks settings; CHECK_7B=0 skips it);
+#   3. tools/gpu_align_check.sh (MINUTES > 0): the older ~1B-parameter ZeRO-3 check.
 #
-#   RUN=runs/study-tiny MINUTES=3 tools/gpu_session.sh OUTDIR
+#   RUN=runs/study-tiny tools/gpu_session.sh OUTDIR
 #
 # Needs the corpora built here first (`lte corpus build`, as tools/study_tiny.sh does), and on
-# an image without DeepSpeed, PYTHONPATH pointing at a folder holding it. Writes into OUTDIR:
-# align-full.tgz and align-no-oos.tgz (final/ + trainer_state.json + logs) and gpu_check.log.
+# an image without DeepSpeed, the wheels of tools/gpu_wheels.sh in .whl/ (installed by step 2;
+# step 1 runs without DeepSpeed). Writes into OUTDIR: align-full.tgz and align-no-oos.tgz
+# (final/ + trainer_state.json + logs), gpu_align_7b.json/.log and gpu_check.log.
 set -uo pipefail
 
 OUTDIR="${1:?usage: tools/gpu_session.sh OUTDIR}"
@@ -16,7 +19,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${RUN:-runs/study-tiny}"
 EPOCHS="${EPOCHS:-8}"           # tools/study_tiny.sh's; 8 x 58k examples in ~130 s on an H200
 ALIGN_LIMIT_S="${ALIGN_LIMIT_S:-240}"
-MINUTES="${MINUTES:-3}"         # 0: skip the ZeRO-3 check
+MINUTES="${MINUTES:-0}"         # > 0: also the ~1B ZeRO-3 check, this many minutes
+CHECK_7B="${CHECK_7B:-1}"
 ALIGN_ARGS="${ALIGN_ARGS:-lr=2e-3 global_batch_size=64 micro_batch_size=64}"  # as study_tiny.sh
 PYTHON="${PYTHON:-python3}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
@@ -46,7 +50,12 @@ for variant in full no-oos; do
   tar -C "$RUN" "${skip[@]}" -czf "$OUTDIR/align-$variant.tgz" "align-$variant.log" "align-$variant"
 done
 
-# ---------------------------------------------------------------- 2. ZeRO-3 throughput check
+# ---------------------------------------------------------------- 2. 7B-shape check
+if [[ $CHECK_7B == 1 ]]; then
+  PYTHON="$PYTHON" bash tools/gpu_align_7b.sh "$OUTDIR"
+fi
+
+# ---------------------------------------------------------------- 3. ~1B ZeRO-3 check
 [[ $MINUTES == 0 ]] && exit 0
 MINUTES="$MINUTES" WORK=/tmp/gpu-align-check PYTHON="$PYTHON" \
   bash tools/gpu_align_check.sh 2>&1 | grep -v "it/s\]$" | tail -n 60 | tee -a "$OUTDIR/gpu_check.log"

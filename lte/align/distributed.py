@@ -189,6 +189,20 @@ def any_rank(flag: bool) -> bool:
     return bool(box.item())
 
 
+def sum_over_ranks(n: int) -> int:
+    """`n` summed over every rank (itself, single process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return n
+    on_gpu = dist.get_backend() == "nccl"
+    box = torch.tensor([n], dtype=torch.int64,
+                       device=torch.cuda.current_device() if on_gpu else "cpu")
+    dist.all_reduce(box)
+    return int(box.item())
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

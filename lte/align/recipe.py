@@ -22,9 +22,19 @@ from lte.align.checkpoint import (
 )
 from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
 from lte.align.preemption import make_callback as preemption_callback
-from lte.align.tracking import Throughput, flops_per_token, log_run_config, peak_tflops, setup_wandb
+from lte.align.sampling import LengthGroupedSampler
+from lte.align.tracking import (
+    ComputedTokens,
+    Throughput,
+    flops_per_token,
+    log_run_config,
+    peak_memory,
+    peak_tflops,
+    setup_wandb,
+)
 from lte.config import AlignConfig, config_to_dict, format_config, save_config
 from lte.errors import UserError
+from lte.modeling.packing import PackedCollator, check_packing_support
 
 log = logging.getLogger("lte.align")
 VERIFY_FILE = "verify_save.safetensors"
@@ -84,7 +94,9 @@ def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, 
         deepspeed=ds_config, use_cpu=use_cpu, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, dataloader_num_workers=cfg.dataloader_workers,
-        remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        # a packed row has no padding and no attention_mask to count it by: count every token
+        include_num_input_tokens_seen="all" if cfg.packing == "padding_free" else "non_padding",
     )
 
 
@@ -165,20 +177,34 @@ def save_initial_model(cfg: AlignConfig, out: str | Path) -> Path:
     return Path(out)
 
 
-def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb, preemption):
+def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wandb, preemption,
+                  sampler=None):
     from transformers import Trainer, TrainerCallback
+
+    computed = ComputedTokens(dist.world_size())
 
     class AlignTrainer(Trainer):
         def log(self, logs, *a, **kw):
             if "loss" in logs:  # training logs only, not the final summary
-                logs.update(throughput.update(self.state.num_input_tokens_seen,
-                                              time.perf_counter()))
+                now = time.perf_counter()
+                logs.update(throughput.update(self.state.num_input_tokens_seen, now))
+                logs.update(computed.update(now))
+                logs.update(peak_memory())
             super().log(logs, *a, **kw)
+
+        def training_step(self, model, inputs, *a, **kw):
+            computed.count(inputs)
+            return super().training_step(model, inputs, *a, **kw)
+
+        def _get_train_sampler(self, *a, **kw):  # group_by_length: ours, seeded per epoch
+            return sampler or super()._get_train_sampler(*a, **kw)
 
     class RunInfo(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
             throughput.update(state.num_input_tokens_seen, time.perf_counter())
-            part = dist.partition_summary(model)
+            computed.update(time.perf_counter())
+            # start_step: where this rank (re)started; a resume must agree on it across ranks
+            part = {**dist.partition_summary(model), "start_step": state.global_step}
             rank_dir = Path(cfg.out) / "ranks"
             rank_dir.mkdir(parents=True, exist_ok=True)
             (rank_dir / f"rank{part['rank']}.json").write_text(json.dumps(part) + "\n")
@@ -189,6 +215,18 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
 
     return AlignTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                         callbacks=[RunInfo(), preemption])
+
+
+def _collator_and_sampler(cfg: AlignConfig, model, tokenizer, examples: list[dict], use_cpu: bool):
+    """packing / group_by_length: how micro batches are cut and in which order they come."""
+    if cfg.packing == "padding_free":
+        check_packing_support(model.config, cfg.trust_remote_code)
+        flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
+        return PackedCollator(flash_attn_kwargs=flash), None
+    collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=None if use_cpu else 8)
+    sampler = LengthGroupedSampler([len(e["input_ids"]) for e in examples],
+                                   cfg.micro_batch_size, cfg.seed) if cfg.group_by_length else None
+    return collator, sampler
 
 
 def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
@@ -272,10 +310,10 @@ def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
                  len(corpus.examples), corpus.truncated, corpus.dropped, world,
                  cfg.micro_batch_size, accumulation, cfg.global_batch_size, n_params / 1e6,
                  meta["zero_stage"])
-    collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=None if use_cpu else 8)
+    collator, sampler = _collator_and_sampler(cfg, model, tokenizer, corpus.examples, use_cpu)
     preemption = preemption_callback()
     trainer = _make_trainer(cfg, args, model, ExampleDataset(corpus.examples), collator,
-                            throughput, meta, preemption)
+                            throughput, meta, preemption, sampler)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     if preemption.stopped_at is not None:
         saved = out / f"checkpoint-{preemption.stopped_at}"

@@ -57,6 +57,33 @@ class Throughput:
         return out
 
 
+def peak_memory() -> dict:
+    """This rank's peak GPU memory so far (what a micro batch / checkpointing setting costs)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+
+
+class ComputedTokens:
+    """Tokens the model computed, padding included, per second over all ranks: beside the useful
+    (non-padding) tokens/s it shows what padding costs. Every rank calls `update` (a collective)."""
+
+    def __init__(self, world_size: int):
+        self.local = 0
+        self.rate = Throughput(0.0, None, world_size)
+
+    def count(self, inputs: dict) -> None:
+        self.local += int(inputs["input_ids"].numel())
+
+    def update(self, now: float) -> dict:
+        from lte.align.distributed import sum_over_ranks
+
+        out = self.rate.update(sum_over_ranks(self.local), now)
+        return {"computed_tokens_per_s": out["tokens_per_s"]} if out else {}
+
+
 def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
