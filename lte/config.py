@@ -235,6 +235,9 @@ class ServeConfig:
     shard_num_gpus: float = 0.0  # e.g. 0.25: shards share GPUs with a GPU FAISS index
     ingress_num_cpus: float = 0.25  # Ray resources of the HTTP ingress replica
     ingress_replicas: int = 1  # HTTP ingress replicas (stateless; shards stay one replica each)
+    auth: str = "writes"  # writes: POST/DELETE need the token | all: every route but /healthz
+    body_timeout_s: float = 10.0  # a request body not complete by then gets 408 (slow bodies)
+    max_requests_per_client: int = 8  # open requests per client address and ingress replica; 429 beyond
 
     def __post_init__(self):
         for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
@@ -247,6 +250,10 @@ class ServeConfig:
             _report(f"serve.batch_wait_s={self.batch_wait_s!r} must be >= 0")
         if isinstance(self.token, str) and not self.token.strip():
             _report("serve.token is empty; leave it unset (null) or give a secret")
+        if self.auth not in ("writes", "all"):
+            _report(f"serve.auth={self.auth!r} must be 'writes' or 'all'")
+        _check_positive("serve.body_timeout_s", self.body_timeout_s)
+        _check_positive("serve.max_requests_per_client", self.max_requests_per_client)
 
 
 @dataclass

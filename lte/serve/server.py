@@ -63,11 +63,14 @@ def build_app(cfg: ServeConfig, token: str):
     """The Serve application graph: one shard deployment per memory shard, Generator, Api."""
     from lte.serve.api import Api, token_digest
     from lte.serve.deployments import EditMemoryShard, Generator
+    from lte.serve.limits import RequestBounds
+    from lte.serve.preflight import check_shard_logs
     from lte.serve.sharding import prepare_root
     from lte.serve.validation import Limits
 
     n = cfg.memory.shards
     folders = prepare_root(cfg.memory_dir, n, cfg.memory.embedder.name)
+    check_shard_logs(folders)
     common = {"max_ongoing_requests": cfg.max_ongoing_requests,
               "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
@@ -86,7 +89,20 @@ def build_app(cfg: ServeConfig, token: str):
         num_replicas=cfg.ingress_replicas, **common,
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
     ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token),
-           cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
+           cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads, cfg.auth,
+           RequestBounds(cfg.body_timeout_s, cfg.max_requests_per_client,
+                         busy_bodies=max(1, cfg.max_ongoing_requests // 4)))
+
+
+def deploy_failure_line(message: str) -> str:
+    """The exception line of a failed deployment's constructor traceback, e.g. 'OSError: ...'."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0].rsplit(".", 1)[-1]
+        if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
+            return line.split(":", 1)[0].rsplit(".", 1)[-1] + ":" + line.split(":", 1)[1] \
+                if ":" in line else line
+    return lines[-1][:300] if lines else "unknown failure"
 
 
 def _local_url(host: str, port: int) -> str:
@@ -118,9 +134,19 @@ def _raise_interrupt(signum, frame):
 
 
 def serve_forever(cfg: ServeConfig) -> int:
+    from lte.serve import ray_security
+    from lte.serve.preflight import check_model, check_port_free
+
     token, generated = resolve_token(cfg)
+    # Ray workers inherit this process's environment; the ingress gets the token's digest.
+    os.environ.pop(TOKEN_ENV, None)
     cfg = replace(cfg, memory_dir=str(Path(cfg.memory_dir).resolve()))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    check_port_free(cfg.host, cfg.port)
+    check_model(cfg.model.name_or_path)
+    if cfg.ray_address:
+        ray_security.check_cluster_auth()
+    else:
+        ray_security.prepare_local_env()
     for key, value in {**SLOW_MACHINE_ENV, **THROUGHPUT_ENV}.items():
         os.environ.setdefault(key, value)
 
@@ -133,7 +159,7 @@ def serve_forever(cfg: ServeConfig) -> int:
     if cfg.ray_address:
         ray.init(address=cfg.ray_address)
     else:
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        ray.init(num_cpus=cfg.num_cpus, **ray_security.local_ray_init_kwargs())
     # Ctrl-C and SIGTERM both end the run through the same clean shutdown; SIGINT is set
     # explicitly because a shell starting us in the background leaves it ignored.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,7 +172,14 @@ def serve_forever(cfg: ServeConfig) -> int:
             # it, and readiness is checked on our own /healthz below.
             print(f"lte serve: the HTTP proxy is slow to start ({type(e).__name__}); waiting",
                   file=sys.stderr, flush=True)
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        except RuntimeError as e:
+            if "failed" not in str(e):
+                raise
+            raise UserError(f"the service did not start: {deploy_failure_line(str(e))} (the "
+                            "full trace is in Ray's logs under /tmp/ray/session_latest/logs)",
+                            field="deployment") from None
         url = f"http://{cfg.host}:{cfg.port}"
         _wait_healthy(_local_url(cfg.host, cfg.port))
         print(f"lte serve: ready at {url} ({cfg.memory.shards} shards, memory {cfg.memory_dir})",
