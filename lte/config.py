@@ -237,7 +237,8 @@ class ServeConfig:
     ingress_replicas: int = 1  # HTTP ingress replicas (stateless; shards stay one replica each)
     auth: str = "writes"  # writes: POST/DELETE need the token | all: every route but /healthz
     body_timeout_s: float = 10.0  # a request body not complete by then gets 408 (slow bodies)
-    max_requests_per_client: int = 8  # open requests per client address and ingress replica; 429 beyond
+    max_requests_per_client: int = 8  # open requests per client address (per ingress); more: 429
+    ingress_max_ongoing_requests: int = 512  # per ingress replica; high: its waits cost little
 
     def __post_init__(self):
         for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
@@ -254,6 +255,7 @@ class ServeConfig:
             _report(f"serve.auth={self.auth!r} must be 'writes' or 'all'")
         _check_positive("serve.body_timeout_s", self.body_timeout_s)
         _check_positive("serve.max_requests_per_client", self.max_requests_per_client)
+        _check_positive("serve.ingress_max_ongoing_requests", self.ingress_max_ongoing_requests)
 
 
 @dataclass

@@ -135,3 +135,51 @@ def test_missing_model_and_damaged_shard_log_name_the_file(tmp_path, monkeypatch
     check_shard_logs([good])
     with pytest.raises(UserError, match=f"{bad / LOG_FILE}: not a readable edit log"):
         check_shard_logs([good, bad])
+
+
+# ---- `lte serve` refuses before Ray starts ----------------------------------------------------
+
+def _serve(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LTE_API_TOKEN": "t0ken-for-tests"}
+    return subprocess.run([sys.executable, "-m", "lte", "serve", "--memory-dir",
+                           str(tmp_path / "m"), *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def _one_line_exit_2(out, *needles):
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Ray instance" not in out.stdout + out.stderr  # refused before Ray started
+
+
+def test_serve_refuses_a_busy_port_a_missing_model_and_a_damaged_shard_log(tmp_path):
+    from lte.config import MemoryConfig
+    from lte.serve.sharding import prepare_root, shard_dir
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = _serve(tmp_path, "--port", str(port))
+    _one_line_exit_2(out, "'port'", f"port {port} on 127.0.0.1 is already in use")
+    assert not (tmp_path / "m").exists()  # refused before anything was written
+
+    out = _serve(tmp_path, "--set", f"model.name_or_path={tmp_path / 'no-model'}")
+    _one_line_exit_2(out, "model.name_or_path", str(tmp_path / "no-model"))
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    prepare_root(tmp_path / "m", 2, MemoryConfig().embedder.name)
+    log = shard_dir(tmp_path / "m", 1) / LOG_FILE
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"\x00garbage" * 512)
+    out = _serve(tmp_path, "--set", f"model.name_or_path={model}", "--set", "memory.shards=2")
+    _one_line_exit_2(out, str(log), "not a readable edit log")

@@ -86,7 +86,8 @@ def build_app(cfg: ServeConfig, token: str):
         ray_actor_options={"num_cpus": cfg.generator_num_cpus, "num_gpus": cfg.generator_num_gpus},
     ).bind(cfg.model, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
     return Api.options(
-        num_replicas=cfg.ingress_replicas, **common,
+        num_replicas=cfg.ingress_replicas,
+        **{**common, "max_ongoing_requests": cfg.ingress_max_ongoing_requests},
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
     ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token),
            cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads, cfg.auth,
