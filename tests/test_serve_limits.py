@@ -183,3 +183,12 @@ def test_serve_refuses_a_busy_port_a_missing_model_and_a_damaged_shard_log(tmp_p
     log.write_bytes(b"\x00garbage" * 512)
     out = _serve(tmp_path, "--set", f"model.name_or_path={model}", "--set", "memory.shards=2")
     _one_line_exit_2(out, str(log), "not a readable edit log")
+
+
+def test_serve_on_a_ray_cluster_needs_ray_token_auth(tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    out = _serve(tmp_path, "--set", f"model.name_or_path={model}", "--set", "ray_address=auto")
+    _one_line_exit_2(out, "'ray_address'", "RAY_AUTH_MODE=token")
