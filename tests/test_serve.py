@@ -12,7 +12,7 @@ import pytest
 from lte.config import ServeConfig, load_config
 from lte.errors import UserError
 from lte.serve import sharding
-from lte.serve.server import is_loopback, resolve_token
+from lte.serve.server import deploy_failure_line, is_loopback, resolve_token
 from lte.serve.validation import (
     ApiError,
     Limits,
@@ -216,3 +216,13 @@ def test_bench_reads_the_token_from_a_file_never_a_flag(tmp_path):
                           "http://127.0.0.1:9", "--token", "s3cret"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "--token-file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_failed_deployment_becomes_its_exception_line():
+    message = ("Deploying application lte failed: The deployment failed to start 3 times in a "
+               "row. See controller logs for details. Error:\nTraceback (most recent call last):"
+               "\n  File \"x.py\", line 3, in __init__\n    open(path)\n"
+               "lte.errors.UserError: /m/shard-000/edits.sqlite: not a readable edit log\n")
+    assert deploy_failure_line(message) == "UserError: /m/shard-000/edits.sqlite: not a " \
+        "readable edit log"
+    assert deploy_failure_line("something odd happened") == "something odd happened"

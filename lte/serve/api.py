@@ -12,10 +12,10 @@ Writes (POST/DELETE /v1/edits) need `Authorization: Bearer <token>`, and with `a
 route but /healthz does; only the token's SHA-256 travels to the replica, so the secret is not
 kept in Ray's deployment state nor in any Ray worker's environment. /healthz answers 503 until
 every deployment is healthy. `lte.serve.limits` bounds each request's body time and each
-client's open requests. Every client
-mistake is a 4xx `{"error": {"field", "message"}}` (lte.serve.validation); a batch is validated
-whole before any shard writes, and a batch whose shard write fails is rolled back on the shards
-that did write, so a failed request leaves nothing behind.
+client's open requests. Every client mistake is a 4xx `{"error": {"field", "message"}}`
+(lte.serve.validation); a batch is validated whole before any shard writes, and a batch whose
+shard write fails is rolled back on the shards that did write, so a failed request leaves
+nothing behind.
 """
 
 

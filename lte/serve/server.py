@@ -99,10 +99,10 @@ def deploy_failure_line(message: str) -> str:
     """The exception line of a failed deployment's constructor traceback, e.g. 'OSError: ...'."""
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     for line in reversed(lines):
-        head = line.split(":", 1)[0].rsplit(".", 1)[-1]
-        if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
-            return line.split(":", 1)[0].rsplit(".", 1)[-1] + ":" + line.split(":", 1)[1] \
-                if ":" in line else line
+        name, sep, rest = line.partition(":")
+        short = name.rsplit(".", 1)[-1]
+        if sep and " " not in name and short.endswith(("Error", "Exception")):
+            return f"{short}:{rest}"
     return lines[-1][:300] if lines else "unknown failure"
 
 
