@@ -237,7 +237,7 @@ class ServeConfig:
     ingress_replicas: int = 1  # HTTP ingress replicas (stateless; shards stay one replica each)
     auth: str = "writes"  # writes: POST/DELETE need the token | all: every route but /healthz
     body_timeout_s: float = 10.0  # a request body not complete by then gets 408 (slow bodies)
-    max_requests_per_client: int = 8  # open requests per client address (per ingress); more: 429
+    max_requests_per_client: int = 64  # open requests per client address and ingress; more: 429
     ingress_max_ongoing_requests: int = 512  # per ingress replica; high: its waits cost little
 
     def __post_init__(self):

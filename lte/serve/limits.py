@@ -28,7 +28,7 @@ BUSY_BODY_TIMEOUT_S = 1.0
 @dataclass
 class RequestBounds:
     body_timeout_s: float = 10.0
-    max_requests_per_client: int = 8
+    max_requests_per_client: int = 64
     busy_bodies: int = 16  # bodies arriving at once beyond which BUSY_BODY_TIMEOUT_S applies
 
 
