@@ -106,6 +106,20 @@ def deploy_failure_line(message: str) -> str:
     return lines[-1][:300] if lines else "unknown failure"
 
 
+def _failed_deployments(serve) -> str:
+    """'Generator: ValueError: ...' for each deployment that failed (the application's own
+    message only lists their names)."""
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # noqa: BLE001 - only decorates the error being raised
+        return ""
+    if app is None:
+        return ""
+    return "; ".join(f"{name}: {deploy_failure_line(d.message)}"
+                     for name, d in app.deployments.items()
+                     if d.status in ("DEPLOY_FAILED", "UNHEALTHY"))
+
+
 def _local_url(host: str, port: int) -> str:
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
@@ -178,8 +192,9 @@ def serve_forever(cfg: ServeConfig) -> int:
         except RuntimeError as e:
             if "failed" not in str(e):
                 raise
-            raise UserError(f"the service did not start: {deploy_failure_line(str(e))} (the "
-                            "full trace is in Ray's logs under /tmp/ray/session_latest/logs)",
+            raise UserError(f"the service did not start: "
+                            f"{_failed_deployments(serve) or deploy_failure_line(str(e))} (the "
+                            "full trace is in Ray's logs, /tmp/ray/session_*/logs/serve)",
                             field="deployment") from None
         url = f"http://{cfg.host}:{cfg.port}"
         _wait_healthy(_local_url(cfg.host, cfg.port))
