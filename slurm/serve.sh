@@ -24,8 +24,16 @@ WAIT_TIMEOUT_S=${WAIT_TIMEOUT_S:-600}
 LTE=${LTE:-lte}
 RAY=${RAY:-ray}
 
+# Ray's token authentication: every Ray process (head, workers, lte serve) reads the same secret
+# from a file on storage all nodes share; without it anyone reaching a Ray port could run code.
+RAY_AUTH_TOKEN_PATH=${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/lte-serve-auth-token}
+
 # ============================== environment ==============================
-export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
+export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH
+if [[ ! -s "$RAY_AUTH_TOKEN_PATH" ]]; then
+  mkdir -p "$(dirname "$RAY_AUTH_TOKEN_PATH")"
+  (umask 077 && python -c 'import secrets; print(secrets.token_hex(32))' > "$RAY_AUTH_TOKEN_PATH")
+fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
 export TOKENIZERS_PARALLELISM=false
@@ -47,13 +55,14 @@ cleanup() { srun --overlap --nodes="$N_NODES" --ntasks-per-node=1 "$RAY" stop --
 trap cleanup EXIT
 
 # ============================== launch ==============================
-srun --nodes=1 --ntasks=1 -w "$HEAD" \
+# Ray's processes do not get the API token (lte serve hands the ingress its digest only).
+srun --nodes=1 --ntasks=1 -w "$HEAD" env -u LTE_API_TOKEN \
   "$RAY" start --head --node-ip-address="$HEAD_IP" --port="$RAY_PORT" \
   --num-cpus="$CPUS" --num-gpus="$GPUS" --include-dashboard=false --block &
 
 # Workers retry until the head answers; the head is then polled until every node has joined.
 for node in "${NODES[@]:1}"; do
-  srun --nodes=1 --ntasks=1 -w "$node" bash -c "
+  srun --nodes=1 --ntasks=1 -w "$node" env -u LTE_API_TOKEN bash -c "
     until $RAY health-check --address=$HEAD_IP:$RAY_PORT >/dev/null 2>&1; do sleep 2; done
     exec $RAY start --address=$HEAD_IP:$RAY_PORT --num-cpus=$CPUS --num-gpus=$GPUS --block" &
 done

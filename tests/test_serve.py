@@ -12,7 +12,7 @@ import pytest
 from lte.config import ServeConfig, load_config
 from lte.errors import UserError
 from lte.serve import sharding
-from lte.serve.server import is_loopback, resolve_token
+from lte.serve.server import deploy_failure_line, is_loopback, resolve_token
 from lte.serve.validation import (
     ApiError,
     Limits,
@@ -56,6 +56,9 @@ def test_valid_edits_become_records():
     ({"edits": [{**EDIT, "prompt": "x" * 51}]}, "edits[0].prompt", 422),
     ({"edits": [{**EDIT, "prompt": "a\x00b"}]}, "edits[0].prompt", 422),
     ({"edits": [{**EDIT, "prompt": "a\ud800b"}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "prompt": "\u200b"}]}, "edits[0].prompt", 422),
+    ({"edits": [{**EDIT, "target_new": "\x1b[31m"}]}, "edits[0].target_new", 422),
+    ({"edits": [{**EDIT, "subject": "\x1b[1m\u200b\ufeff \x1b]0;t\x07"}]}, "edits[0].subject", 422),
     ({"edits": [{**EDIT, "colour": "red"}]}, "edits[0].colour", 422),
     ({"edits": [{**EDIT, "rephrase_prompts": "one"}]}, "edits[0].rephrase_prompts", 422),
     ({"edits": [{**EDIT, "rephrase_prompts": ["ok", 5]}]}, "edits[0].rephrase_prompts[1]", 422),
@@ -68,6 +71,9 @@ def test_bad_edits_name_the_field(payload, field, status):
 
 
 def test_query_defaults_and_checks():
+    # Visible text around invisible characters is kept as sent.
+    assert parse_query({"question": "Where\u200b is \x1b[1mAda\x1b[0m?"}, LIMITS, 1).question \
+        == "Where\u200b is \x1b[1mAda\x1b[0m?"
     q = parse_query({"question": "Where was Ada born?"}, LIMITS, default_k=2)
     assert (q.k, q.target, q.generate) == (2, None, True)
     q = parse_query({"question": "Q?", "k": 4, "target": "Paris", "generate": False}, LIMITS, 1)
@@ -77,6 +83,8 @@ def test_query_defaults_and_checks():
                            ({"question": "Q?", "k": 1.0}, "k"),
                            ({"question": "Q?", "generate": "yes"}, "generate"),
                            ({"question": "Q?", "target": ""}, "target"),
+                           ({"question": "\u200b"}, "question"),
+                           ({"question": "\x1b[31m"}, "question"),
                            ({"question": "Q?", "top": 3}, "top")]:
         assert _error(parse_query, payload, LIMITS, 1).field == field
 
@@ -169,6 +177,12 @@ def test_config_checks():
         load_config(ServeConfig, None, ["port=0", "batch_wait_s=-1", "token=' '", "colour=1"])
     for part in ("serve.port", "serve.batch_wait_s", "serve.token", "colour"):
         assert part in str(info.value)
+    with pytest.raises(UserError) as info:
+        load_config(ServeConfig, None, ["auth=reads", "body_timeout_s=0",
+                                        "max_requests_per_client=0"])
+    for part in ("serve.auth", "serve.body_timeout_s", "serve.max_requests_per_client"):
+        assert part in str(info.value)
+    assert load_config(ServeConfig, None, ["auth=all"]).auth == "all"
 
 
 def test_cli_refuses_public_host_without_token(tmp_path):
@@ -187,3 +201,28 @@ def test_bench_needs_a_token():
                           "http://127.0.0.1:9"], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 2 and "LTE_API_TOKEN" in out.stderr
+
+
+def test_bench_reads_the_token_from_a_file_never_a_flag(tmp_path):
+    from lte.serve.cli import read_token_file
+
+    (tmp_path / "token").write_text("s3cret\n")
+    assert read_token_file(str(tmp_path / "token")) == "s3cret"
+    (tmp_path / "empty").write_text(" \n")
+    for name, message in (("empty", "empty"), ("missing", "cannot read")):
+        with pytest.raises(UserError, match=message):
+            read_token_file(str(tmp_path / name))
+    out = subprocess.run([sys.executable, "-m", "lte", "bench", "serve", "--url",
+                          "http://127.0.0.1:9", "--token", "s3cret"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "--token-file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_failed_deployment_becomes_its_exception_line():
+    message = ("Deploying application lte failed: The deployment failed to start 3 times in a "
+               "row. See controller logs for details. Error:\nTraceback (most recent call last):"
+               "\n  File \"x.py\", line 3, in __init__\n    open(path)\n"
+               "lte.errors.UserError: /m/shard-000/edits.sqlite: not a readable edit log\n")
+    assert deploy_failure_line(message) == "UserError: /m/shard-000/edits.sqlite: not a " \
+        "readable edit log"
+    assert deploy_failure_line("something odd happened") == "something odd happened"

@@ -308,11 +308,21 @@ class ServeConfig(Schema):
     """Ray resources of the HTTP ingress replica"""
     ingress_replicas: int = 1
     """HTTP ingress replicas (stateless; shards stay one replica each)"""
+    auth: str = "writes"
+    """writes: POST/DELETE need the token | all: every route but /healthz"""
+    body_timeout_s: float = 10.0
+    """a request body not complete by then gets 408 (slow bodies)"""
+    max_requests_per_client: int = 64
+    """open requests per client address and ingress; more: 429"""
+    ingress_max_ongoing_requests: int = 512
+    """per ingress replica; high: its waits cost little"""
 
     def check(self, p: Problems) -> None:
+        p.choice("serve.auth", self.auth, ("writes", "all"))
         for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
                      "max_k", "batch_size", "max_ongoing_requests", "torch_threads", "num_cpus",
-                     "ingress_replicas"):
+                     "ingress_replicas", "body_timeout_s", "max_requests_per_client",
+                     "ingress_max_ongoing_requests"):
             p.positive(f"serve.{name}", getattr(self, name))
         if self.port > 65535:
             p.add(f"serve.port={self.port!r} must be <= 65535")
@@ -379,6 +389,10 @@ class AlignConfig(Schema):
     """bf16 | fp16 | fp32 (fp32 on CPU)"""
     gradient_checkpointing: bool = True
     """recompute activations: less memory, ~30% more compute"""
+    packing: str = "none"
+    """none: right-pad | padding_free: a micro batch in one row, position_ids restart per example"""
+    group_by_length: bool = False
+    """packing none: micro batches of similar length (less padding); seeded and resumable"""
     device: str = "auto"
     """auto (cuda if present) | cpu | cuda"""
     seed: int = 42
@@ -404,6 +418,10 @@ class AlignConfig(Schema):
         p.choice("align.init", self.init, ("pretrained", "scratch"))
         p.choice("align.precision", self.precision, ("bf16", "fp16", "fp32"))
         p.choice("align.device", self.device, ("auto", "cpu", "cuda"))
+        p.choice("align.packing", self.packing, ("none", "padding_free"))
+        if self.group_by_length and self.packing != "none":
+            p.add("align.group_by_length only applies with packing: none (a packed micro "
+                  "batch computes no padding to save)")
         p.choice("align.lr_scheduler", self.lr_scheduler,
                  ("cosine", "linear", "constant_with_warmup", "constant"))
         for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_length",

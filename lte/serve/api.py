@@ -8,11 +8,14 @@
     GET    /healthz        -> {"status": "ok", "shards", "edits"}
     GET    /metrics        -> Prometheus text
 
-Writes (POST/DELETE /v1/edits) need `Authorization: Bearer <token>`; only the token's SHA-256
-travels to the replica, so the secret is not kept in Ray's deployment state. Every client
-mistake is a 4xx `{"error": {"field", "message"}}` (lte.serve.validation); a batch is validated
-whole before any shard writes, and a batch whose shard write fails is rolled back on the shards
-that did write, so a failed request leaves nothing behind.
+Writes (POST/DELETE /v1/edits) need `Authorization: Bearer <token>`, and with `auth: all` every
+route but /healthz does; only the token's SHA-256 travels to the replica, so the secret is not
+kept in Ray's deployment state nor in any Ray worker's environment. /healthz answers 503 until
+every deployment is healthy. `lte.serve.limits` bounds each request's body time and each
+client's open requests. Every client mistake is a 4xx `{"error": {"field", "message"}}`
+(lte.serve.validation); a batch is validated whole before any shard writes, and a batch whose
+shard write fails is rolled back on the shards that did write, so a failed request leaves
+nothing behind.
 """
 
 
@@ -27,7 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lte.config import EmbedderConfig
+from lte.config import EmbedderConfig, ServeConfig
+from lte.serve.limits import BoundedRequests, RequestBounds
 from lte.serve.metrics import ingress_metrics
 from lte.serve.sharding import from_global, merge_hits, shard_of
 from lte.serve.validation import (
@@ -40,10 +44,24 @@ from lte.serve.validation import (
 )
 
 HEALTH_TIMEOUT_S = 10.0
+RUNNING = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # Serve's deployment states that serve
 
 # No interactive docs pages: they pull scripts from a CDN; /openapi.json stays.
 app = FastAPI(title="lte", description="Learning to Edit: edit memory and editing-prompt answers.",
               docs_url=None, redoc_url=None)
+# Set by the Api replica from the config; the middleware reads it on every request.
+REQUEST_BOUNDS = RequestBounds.from_config(ServeConfig())  # the deployment sets its own
+app.add_middleware(BoundedRequests, bounds=REQUEST_BOUNDS)
+
+
+def deployments_not_running() -> list[str]:
+    """'name: STATUS message' for each deployment of this application that is not HEALTHY."""
+    app_name = serve.get_replica_context().app_name
+    status = serve.status().applications.get(app_name)
+    if status is None:
+        return [f"application {app_name!r} not found"]
+    return [f"{name}: {d.status} {d.message}".strip()[:300]
+            for name, d in status.deployments.items() if d.status not in RUNNING]
 
 
 def token_digest(token: str) -> str:
@@ -102,7 +120,8 @@ async def _read_body(request: Request, limits: Limits) -> bytes:
 class Api:
     def __init__(self, shards: list, generator, limits: Limits, default_k: int,
                  token_sha256: str, embedder: EmbedderConfig, batch_size: int,
-                 batch_wait_s: float, torch_threads: int):
+                 batch_wait_s: float, torch_threads: int, auth: str,
+                 bounds: RequestBounds):
         from lte.memory.embedder import make_embedder
         from lte.serve.deployments import configure_batching, worker_pool
 
@@ -114,15 +133,22 @@ class Api:
         self.limits = limits
         self.default_k = default_k
         self.token_sha256 = token_sha256
+        self.reads_need_token = auth == "all"
+        REQUEST_BOUNDS.__dict__.update(bounds.__dict__)
 
     def _authorize(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "authorization", "write endpoints need the header "
+            raise ApiError(401, "authorization", "this endpoint needs the header "
                            "'Authorization: Bearer <token>'")
         if not hmac.compare_digest(token_digest(token.strip()), self.token_sha256):
             raise ApiError(401, "authorization", "invalid token")
+
+    def _authorize_read(self, request: Request) -> None:
+        """With `auth: all` reads need the token too (only /healthz stays public)."""
+        if self.reads_need_token:
+            self._authorize(request)
 
     def _shard(self, edit_id: int):
         return self.shards[from_global(edit_id, len(self.shards))[0]]
@@ -160,7 +186,8 @@ class Api:
         return {"ids": ids}
 
     @app.get("/v1/edits/{edit_id}")
-    async def get_edit(self, edit_id: str):
+    async def get_edit(self, edit_id: str, request: Request):
+        self._authorize_read(request)
         eid = parse_edit_id(edit_id)
         edit = await self._shard(eid).get.remote(eid)
         if edit is None or edit.get("status") == "deleted":
@@ -191,6 +218,7 @@ class Api:
 
     @app.post("/v1/query")
     async def query(self, request: Request):
+        self._authorize_read(request)
         q = parse_query(parse_json(await _read_body(request, self.limits), self.limits),
                         self.limits, self.default_k)
         vec = await self.embed(q.question)
@@ -209,15 +237,23 @@ class Api:
 
     @app.get("/healthz")
     async def healthz(self):
+        """200 only when every deployment of the application is healthy and the shards answer."""
         try:
+            not_running = await asyncio.wait_for(asyncio.to_thread(deployments_not_running),
+                                                 HEALTH_TIMEOUT_S)
             counts = await self._counts()
         except Exception as e:  # noqa: BLE001 - any failure of a shard means not healthy
             return JSONResponse({"status": "unavailable", "reason": str(e)[:200]},
                                 status_code=503)
+        if not_running:
+            return JSONResponse({"status": "unavailable",
+                                 "reason": "deployments not healthy: " + "; ".join(not_running)},
+                                status_code=503)
         return {"status": "ok", "shards": len(self.shards), "edits": sum(counts)}
 
     @app.get("/metrics")
-    async def metrics(self):
+    async def metrics(self, request: Request):
+        self._authorize_read(request)
         ingress_metrics().set_stored(await self._counts())
         body, content_type = ingress_metrics().render()
         return Response(body, media_type=content_type)

@@ -30,7 +30,9 @@ def register_bench(benchmarks) -> None:
         description="N concurrent clients mixing edits and queries against --url; then the same "
                     "operations through LTEEditor in this process (the baseline) and the ratio.")
     b.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
-    b.add_argument("--token", help="write token (default: $LTE_API_TOKEN)")
+    b.add_argument("--token-file", help="file holding the write token (default: $LTE_API_TOKEN; "
+                   "never on the command line, where ps shows it)")
+    b.add_argument("--token", help=argparse.SUPPRESS)  # refused: see run_bench
     b.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     b.add_argument("--ops", type=int, default=320, help="operations in the timed phase")
     b.add_argument("--edit-share", type=float, default=0.5, help="share of operations that edit")
@@ -60,14 +62,29 @@ def run_serve(args) -> int:
     return serve_forever(cfg)
 
 
+def read_token_file(path: str) -> str:
+    from lte.errors import UserError
+
+    try:
+        token = open(path, encoding="utf-8").read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the token ({e})", file=path) from None
+    if not token:
+        raise UserError("the token file is empty", file=path)
+    return token
+
+
 def run_bench(args) -> int:
     from lte.errors import UserError
     from lte.serve.loadtest import run_loadtest
     from lte.serve.server import TOKEN_ENV
 
-    token = args.token or os.environ.get(TOKEN_ENV)
+    if args.token is not None:
+        raise UserError(f"--token would show the secret to every user of `ps`; set {TOKEN_ENV} "
+                        "or pass --token-file", field="token")
+    token = read_token_file(args.token_file) if args.token_file else os.environ.get(TOKEN_ENV)
     if not token:
-        raise UserError(f"the load test writes edits; pass --token or set {TOKEN_ENV}",
+        raise UserError(f"the load test writes edits; set {TOKEN_ENV} or pass --token-file",
                         field="token")
     for name in ("concurrency", "ops", "edits_per_op", "repeats"):
         if getattr(args, name) < 1:

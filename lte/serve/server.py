@@ -63,11 +63,14 @@ def build_app(cfg: ServeConfig, token: str):
     """The Serve application graph: one shard deployment per memory shard, Generator, Api."""
     from lte.serve.api import Api, token_digest
     from lte.serve.deployments import EditMemoryShard, Generator
+    from lte.serve.limits import RequestBounds
+    from lte.serve.preflight import check_shard_logs
     from lte.serve.sharding import prepare_root
     from lte.serve.validation import Limits
 
     n = cfg.memory.shards
     folders = prepare_root(cfg.memory_dir, n, cfg.memory.embedder.name)
+    check_shard_logs(folders)
     common = {"max_ongoing_requests": cfg.max_ongoing_requests,
               "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
@@ -83,10 +86,37 @@ def build_app(cfg: ServeConfig, token: str):
         ray_actor_options={"num_cpus": cfg.generator_num_cpus, "num_gpus": cfg.generator_num_gpus},
     ).bind(cfg.model, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
     return Api.options(
-        num_replicas=cfg.ingress_replicas, **common,
+        num_replicas=cfg.ingress_replicas,
+        **{**common, "max_ongoing_requests": cfg.ingress_max_ongoing_requests},
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
     ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token),
-           cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
+           cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads, cfg.auth,
+           RequestBounds.from_config(cfg))
+
+
+def deploy_failure_line(message: str) -> str:
+    """The exception line of a failed deployment's constructor traceback, e.g. 'OSError: ...'."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        name, sep, rest = line.partition(":")
+        short = name.rsplit(".", 1)[-1]
+        if sep and " " not in name and short.endswith(("Error", "Exception")):
+            return f"{short}:{rest}"
+    return lines[-1][:300] if lines else "unknown failure"
+
+
+def _failed_deployments(serve) -> str:
+    """'Generator: ValueError: ...' for each deployment that failed (the application's own
+    message only lists their names)."""
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # noqa: BLE001 - only decorates the error being raised
+        return ""
+    if app is None:
+        return ""
+    return "; ".join(f"{name}: {deploy_failure_line(d.message)}"
+                     for name, d in app.deployments.items()
+                     if d.status in ("DEPLOY_FAILED", "UNHEALTHY"))
 
 
 def _local_url(host: str, port: int) -> str:
@@ -118,9 +148,19 @@ def _raise_interrupt(signum, frame):
 
 
 def serve_forever(cfg: ServeConfig) -> int:
+    from lte.serve import ray_security
+    from lte.serve.preflight import check_model, check_port_free
+
     token, generated = resolve_token(cfg)
+    # Ray workers inherit this process's environment; the ingress gets the token's digest.
+    os.environ.pop(TOKEN_ENV, None)
     cfg = replace(cfg, memory_dir=str(Path(cfg.memory_dir).resolve()))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    check_port_free(cfg.host, cfg.port)
+    check_model(cfg.model.name_or_path)
+    if cfg.ray_address:
+        ray_security.check_cluster_auth()
+    else:
+        ray_security.prepare_local_env()
     for key, value in {**SLOW_MACHINE_ENV, **THROUGHPUT_ENV}.items():
         os.environ.setdefault(key, value)
 
@@ -133,7 +173,7 @@ def serve_forever(cfg: ServeConfig) -> int:
     if cfg.ray_address:
         ray.init(address=cfg.ray_address)
     else:
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        ray.init(num_cpus=cfg.num_cpus, **ray_security.local_ray_init_kwargs())
     # Ctrl-C and SIGTERM both end the run through the same clean shutdown; SIGINT is set
     # explicitly because a shell starting us in the background leaves it ignored.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,7 +186,15 @@ def serve_forever(cfg: ServeConfig) -> int:
             # it, and readiness is checked on our own /healthz below.
             print(f"lte serve: the HTTP proxy is slow to start ({type(e).__name__}); waiting",
                   file=sys.stderr, flush=True)
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        except RuntimeError as e:
+            if "failed" not in str(e):
+                raise
+            raise UserError(f"the service did not start: "
+                            f"{_failed_deployments(serve) or deploy_failure_line(str(e))} (the "
+                            "full trace is in Ray's logs, /tmp/ray/session_*/logs/serve)",
+                            field="deployment") from None
         url = f"http://{cfg.host}:{cfg.port}"
         _wait_healthy(_local_url(cfg.host, cfg.port))
         print(f"lte serve: ready at {url} ({cfg.memory.shards} shards, memory {cfg.memory_dir})",

@@ -7,6 +7,8 @@ before anything is stored, which is why a rejected batch writes nothing.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,9 @@ OPTIONAL_TEXT_FIELDS = ("case_id",)
 OPTIONAL_LIST_FIELDS = ("ground_truth", "rephrase_prompts")
 QUERY_FIELDS = ("question", "k", "target", "generate")
 MAX_LIST_ITEMS = 64  # strings in one list field of an edit
+# Terminal escape sequences (CSI such as "\x1b[31m", OSC, two-character ESC forms): what is left
+# of them once the control characters are gone ("[31m") is not text a person typed.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 class ApiError(Exception):
@@ -71,6 +76,9 @@ def check_text(value: Any, field: str, limits: Limits) -> str:
         raise ApiError(422, field, f"must be a string, got {_json_type(value)}")
     if not value.strip():
         raise ApiError(422, field, "must not be empty")
+    if not visible_text(value):
+        raise ApiError(422, field, "has no visible characters (only control, format or "
+                       "escape characters such as \\u200b or \\x1b[31m)")
     if len(value) > limits.max_field_chars:
         raise ApiError(422, field, f"has {len(value)} characters; the limit is {limits.max_field_chars}")
     if "\x00" in value:
@@ -80,6 +88,12 @@ def check_text(value: Any, field: str, limits: Limits) -> str:
     except UnicodeEncodeError:  # lone surrogates such as "\ud800" survive json.loads
         raise ApiError(422, field, "is not valid Unicode (lone surrogate)") from None
     return value
+
+
+def visible_text(value: str) -> str:
+    """The text without escape sequences, control/format/separator characters and whitespace."""
+    return "".join(ch for ch in _ESCAPE_SEQUENCE.sub("", value)
+                   if unicodedata.category(ch)[0] not in "CZ" and not ch.isspace())
 
 
 def _check_object(payload: Any, field: str, allowed: tuple[str, ...]) -> dict:
