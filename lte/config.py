@@ -161,13 +161,17 @@ class EditorConfig:
 
 @dataclass
 class FTLConfig:
-    layer: int = -1  # decoder layer whose MLP is tuned (EasyEdit FT-L: one layer); -1 = last
+    # decoder layer whose MLP is tuned; None: EasyEdit's for the model family (LLaMA 21 of 32,
+    # Qwen 31 of 32) scaled to the model's depth (lte.eval.hparams)
+    layer: int | None = None
     module: str = "mlp.down_proj"  # parameter (under the layer) that is tuned
-    lr: float = 5e-4  # Adam learning rate (EasyEdit FT llama hparams)
+    lr: float = 5e-4  # Adam learning rate (EasyEdit FT, LLaMA and Qwen)
     steps: int = 25  # optimisation steps per edit (single/sequential) or per batch
-    norm_constraint: float = 5e-5  # max |w - w_orig| per weight after each step (FT-L's "L")
-    objective: str = "prompt_last"  # prompt_last (FT-L) | target_new (FT-M, teacher-forced)
-    batch_size: int = 8  # edits per optimisation step in the batch protocol
+    # max |w - w_orig| per weight after each step (FT-L's "L"); None: the family's EasyEdit value
+    # (LLaMA: none, Qwen: 5e-5); 0: none
+    norm_constraint: float | None = None
+    objective: str = "prompt_last"  # ft-l's objective: prompt_last (FT-L) | target_new; ft-m: target_new
+    batch_size: int = 1  # edits per optimisation step in the batch protocol (EasyEdit: 1)
 
     def __post_init__(self):
         _check_choice("ftl.objective", self.objective, ("prompt_last", "target_new"))
@@ -175,7 +179,35 @@ class FTLConfig:
         _check_positive("ftl.batch_size", self.batch_size)
 
 
-EVAL_METHODS = ("lte", "no-edit", "prompt-only", "gold-context", "ft-l")
+@dataclass
+class ROMEConfig:
+    # decoder layer whose MLP output projection is rewritten; None: EasyEdit's for the family
+    # (5 of 32) scaled to the model's depth (lte.eval.hparams)
+    layer: int | None = None
+    module: str = "mlp.down_proj"  # the rewritten matrix (its input is the key, output the value)
+    # where key and value are read: subject_last (the paper) | last (the prompt's last token)
+    fact_token: str = "subject_last"
+    v_steps: int = 25  # Adam steps optimising the new value (EasyEdit v_num_grad_steps)
+    v_lr: float = 0.5  # their learning rate (v_lr)
+    v_weight_decay: float = 1e-3  # L2 on the value change, relative to the value's norm
+    clamp_norm_factor: float = 4.0  # |delta| <= this x |original value|
+    kl_factor: float = 0.0625  # keeps "{subject} is a" predictions at the subject (essence)
+    # generated context prefixes: [tokens, how many] pairs (ROME/EasyEdit [[5, 10], [10, 10]])
+    context_templates: list[list[int]] = field(default_factory=lambda: [[5, 10], [10, 10]])
+    # key covariance C in the update (the ROME paper); EasyEdit's LLaMA config turns it off
+    mom2_adjustment: bool = True
+    cov_texts: int = 2000  # texts of the evaluated file the covariance is estimated on
+    cov_ridge: float = 0.01  # C + ridge x mean(diag C) x I, so few texts still invert
+
+    def __post_init__(self):
+        _check_choice("rome.fact_token", self.fact_token, ("subject_last", "last"))
+        _check_positive("rome.v_steps", self.v_steps)
+        _check_positive("rome.cov_texts", self.cov_texts)
+
+
+EVAL_METHODS = ("lte", "no-edit", "prompt-only", "gold-context", "ft-l", "ft-m", "ice", "rome")
+# The baselines the paper compares with: they edit `baseline_model` and are scored on raw text.
+BASELINE_METHODS = ("ft-l", "ft-m", "ice", "rome")
 EVAL_PROTOCOLS = ("single", "batch", "sequential")
 
 
@@ -195,7 +227,14 @@ class EvalConfig:
     fluency_tokens: int = 100  # generated tokens per fluency sample (KnowEdit: 100)
     single_cases: int = 100  # cap on cases in the single protocol (one memory reset each)
     hit_k: int = 5  # k of retrieval hit@k (the prompt still shows memory.top_k descriptors)
-    ftl: FTLConfig = field(default_factory=FTLConfig)
+    ftl: FTLConfig = field(default_factory=FTLConfig)  # ft-l and ft-m
+    rome: ROMEConfig = field(default_factory=ROMEConfig)
+    # which model ft-l/ft-m/ice/rome edit: base (the paper: base_model; the aligned one, said in
+    # the log, when base_model is unset) | aligned
+    baseline_model: str = "base"
+    # wording of the editing prompt for lte/gold-context/prompt-only: training |
+    # reference_single (the reference's single-edit evaluation: "query", [Query])
+    prompt_variant: str = "training"
     out: str = "eval-out"  # output folder: results.json, results.md, plots
     wandb_project: str | None = None  # log the results table to W&B when set
 
@@ -209,6 +248,9 @@ class EvalConfig:
         _check_positive("eval.batch_size", self.batch_size)
         _check_positive("eval.fluency_tokens", self.fluency_tokens)
         _check_positive("eval.hit_k", self.hit_k)
+        _check_choice("eval.baseline_model", self.baseline_model, ("base", "aligned"))
+        _check_choice("eval.prompt_variant", self.prompt_variant,
+                      ("training", "reference_single"))
 
 
 @dataclass

@@ -14,6 +14,8 @@ from pathlib import Path
 from lte.config import EvalConfig, config_to_dict, save_config
 from lte.data.record import EditRecord
 from lte.errors import UserError
+from lte.eval.aggregate import AGGREGATIONS
+from lte.eval.formats import method_format
 from lte.eval.methods import GoldContext, NoEdit, RetrievalMethod
 from lte.eval.protocols import run_protocol
 from lte.eval.scoring import ScoreOptions, pre_edit_locality
@@ -62,32 +64,63 @@ def _load_editor(name_or_cfg, cfg: EvalConfig, memory_dir: str):
 
 def build_methods(cfg: EvalConfig, tmp: str, log=print) -> list:
     """The configured methods; prompt-only needs `base_model` and is skipped (said) without."""
-    from lte.eval.ftl import FTL
+    from dataclasses import replace
+
+    from lte.config import BASELINE_METHODS
+    from lte.eval.formats import CHAT
+
+    wanted = list(dict.fromkeys(cfg.methods))
+    fmt = replace(CHAT, variant=cfg.prompt_variant)
+    baselines = [m for m in wanted if m in BASELINE_METHODS]
+    on_base = bool(baselines) and cfg.baseline_model == "base"
+    if on_base and not cfg.base_model:
+        log(f"eval: {', '.join(baselines)} edit the aligned model: set base_model for the "
+            "model before alignment (the paper's setting)")
+        on_base = False
+    editors: dict[str, object] = {}
+
+    def editor(which: str):
+        if which not in editors:
+            model_cfg = (replace(cfg.model, name_or_path=cfg.base_model) if which == "base"
+                         else cfg.model)
+            editors[which] = _load_editor(model_cfg, cfg, str(Path(tmp) / f"memory-{which}"))
+        return editors[which]
 
     methods: list = []
-    wanted = list(dict.fromkeys(cfg.methods))
-    aligned_names = [m for m in wanted if m != "prompt-only"]
-    if aligned_names:
-        editor = _load_editor(cfg.model, cfg, str(Path(tmp) / "memory-aligned"))
-        for name in aligned_names:
-            if name == "lte":
-                methods.append(RetrievalMethod("lte", editor))
-            elif name == "no-edit":
-                methods.append(NoEdit(editor))
-            elif name == "gold-context":
-                methods.append(GoldContext(editor))
-            elif name == "ft-l":
-                methods.append(FTL(editor, cfg.ftl))
-    if "prompt-only" in wanted:
-        if cfg.base_model:
-            from dataclasses import replace
-
-            base_cfg = replace(cfg.model, name_or_path=cfg.base_model)
-            base = _load_editor(base_cfg, cfg, str(Path(tmp) / "memory-base"))
-            methods.append(RetrievalMethod("prompt-only", base))
-        else:
-            log("eval: prompt-only skipped: set base_model (the model before alignment)")
+    for name in wanted:
+        if name == "prompt-only":
+            if cfg.base_model:
+                methods.append(_with_format(RetrievalMethod("prompt-only", editor("base")), fmt))
+            else:
+                log("eval: prompt-only skipped: set base_model (the model before alignment)")
+        elif name in BASELINE_METHODS:
+            methods.append(_baseline(name, editor("base" if on_base else "aligned"), cfg))
+        elif name == "lte":
+            methods.append(_with_format(RetrievalMethod("lte", editor("aligned")), fmt))
+        elif name == "no-edit":
+            methods.append(NoEdit(editor("aligned")))
+        elif name == "gold-context":
+            methods.append(_with_format(GoldContext(editor("aligned")), fmt))
     return methods
+
+
+def _with_format(method, fmt):
+    method.fmt = fmt
+    return method
+
+
+def _baseline(name: str, editor, cfg: EvalConfig):
+    if name in ("ft-l", "ft-m"):
+        from lte.eval.ftl import FTL
+
+        return FTL(editor, cfg.ftl, name=name)
+    if name == "ice":
+        from lte.eval.ice import ICE
+
+        return ICE(editor)
+    from lte.eval.rome import ROME
+
+    return ROME(editor, cfg.rome, seed=cfg.seed)
 
 
 def load_datasets(cfg: EvalConfig) -> dict[str, list[EditRecord]]:
@@ -122,16 +155,20 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
                 log=print) -> list[dict]:
     """Result rows for every dataset x size x protocol x method (methods already built)."""
     opts = ScoreOptions(fluency_cases=cfg.fluency_cases, fluency_tokens=cfg.fluency_tokens,
-                        max_new_tokens=cfg.model.max_new_tokens, hit_k=cfg.hit_k)
+                        max_new_tokens=cfg.model.max_new_tokens, hit_k=cfg.hit_k,
+                        fluency_seed=cfg.seed)
     runs: list[dict] = []
     for dataset, all_records in datasets.items():
         ordered = sample_records(all_records, cfg.seed)
         biggest = ordered[:max(cfg.sizes)]
-        pre_cache: dict[int, dict] = {}
+        pre_cache: dict[tuple, dict] = {}
         for method in methods:
-            key = id(method.editor)
+            key = _pre_key(method)
             if key not in pre_cache:  # before any edit of this model
-                pre_cache[key] = pre_edit_locality(method.editor, biggest)
+                pre_cache[key] = pre_edit_locality(method.editor, biggest, method_format(method))
+        for method in methods:
+            if hasattr(method, "prepare"):  # per-file statistics (ROME's key covariance)
+                method.prepare(all_records)
         # N beyond the file is the whole file, reported with its real size.
         for size in sorted({min(s, len(ordered)) for s in cfg.sizes}):
             records = ordered[:size]
@@ -140,16 +177,23 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
                 for method in methods:
                     t0 = time.perf_counter()
                     phases = run_protocol(protocol, method, subset,
-                                          pre_cache[id(method.editor)], opts)
+                                          pre_cache[_pre_key(method)], opts)
                     for ph in phases:
-                        runs.append({
-                            "dataset": dataset, "method": method.name, "protocol": protocol,
-                            "phase": ph.phase, "size": size, "n_cases": len(ph.cases),
-                            "metrics": ph.metrics(),
-                        })
+                        for aggregation in AGGREGATIONS:
+                            runs.append({
+                                "dataset": dataset, "method": method.name,
+                                "protocol": protocol, "phase": ph.phase, "size": size,
+                                "aggregation": aggregation, "n_cases": len(ph.cases),
+                                "metrics": ph.metrics(aggregation),
+                            })
                     log(f"eval: {dataset} N={size} {protocol} {method.name}: "
                         f"{_brief(phases[-1].metrics())} ({time.perf_counter() - t0:.1f}s)")
     return runs
+
+
+def _pre_key(method) -> tuple:
+    """Pre-edit predictions depend on the model and on how its questions are encoded."""
+    return id(method.editor), method_format(method)
 
 
 def run_eval(cfg: EvalConfig, log=print) -> dict:
