@@ -108,3 +108,18 @@ def test_reference_fluency_is_seeded_per_case_and_counts_the_prompt(shipped):
     assert len(tok(a[0])["input_ids"]) <= 20 + 1  # 20 tokens in total (re-tokenizing may merge)
     c = sample_texts(shipped.model, tok, ["Who is Ann?"], ["1"], 20, seed=1)
     assert c[0] != a[0]
+
+
+def test_reference_single_wording_is_a_switch():
+    from lte import prompts
+    from lte.config import EvalConfig
+
+    text = prompts.editing_prompt("Q?", ["P T"], variant="reference_single")
+    assert text == ("Please acknowledge the updated information provided below and respond to "
+                    "the subsequent query.\n\n[Updated Information]:\nP T\n\n[Query]:\nQ?")
+    assert prompts.editing_prompt("Q?", ["P T"]) != text  # training wording by default
+    assert EvalConfig(prompt_variant="reference_single").prompt_variant == "reference_single"
+    from lte.errors import UserError
+
+    with pytest.raises(UserError):
+        EvalConfig(prompt_variant="mine")
