@@ -13,6 +13,17 @@ EDIT_PROMPT_TEMPLATE = (
     "question.\n\n[Updated Information]:\n{descriptors}\n\n[Question]:\n{question}"
 )
 
+# The reference's single-edit evaluation wording (YJiangcm/LTE, EasyEdit/easyeditor/evaluate/
+# evaluate.py `knowledge_edit_template`): "query" and [Query] where training says "question".
+REFERENCE_SINGLE_TEMPLATE = (
+    "Please acknowledge the updated information provided below and respond to the subsequent "
+    "query.\n\n[Updated Information]:\n{descriptors}\n\n[Query]:\n{question}"
+)
+# ICE (EasyEdit IKE with use_icl_examples=False): the new fact before the question, raw text.
+ICE_TEMPLATE = "New Fact: {descriptors}\nPrompt: {question}"
+PROMPT_VARIANTS = {"training": EDIT_PROMPT_TEMPLATE, "reference_single": REFERENCE_SINGLE_TEMPLATE,
+                   "ice": ICE_TEMPLATE}
+
 IGNORE_INDEX = -100
 
 
@@ -23,23 +34,28 @@ def format_descriptors(descriptors: Sequence[str]) -> str:
     return "\n".join(f"{i}. {d}" for i, d in enumerate(descriptors, start=1))
 
 
-def editing_prompt(question: str, descriptors: Sequence[str]) -> str:
-    """The user turn: the paper's editing prompt, or the bare question when there is no edit."""
+def editing_prompt(question: str, descriptors: Sequence[str], variant: str = "training") -> str:
+    """The user turn: the paper's editing prompt, or the bare question when there is no edit.
+
+    `variant` picks the wording (PROMPT_VARIANTS); training data always uses `training`.
+    """
     if not descriptors:
         return question
-    return EDIT_PROMPT_TEMPLATE.format(
+    return PROMPT_VARIANTS[variant].format(
         descriptors=format_descriptors(descriptors), question=question
     )
 
 
-def user_messages(question: str, descriptors: Sequence[str]) -> list[dict]:
-    return [{"role": "user", "content": editing_prompt(question, descriptors)}]
+def user_messages(question: str, descriptors: Sequence[str],
+                  variant: str = "training") -> list[dict]:
+    return [{"role": "user", "content": editing_prompt(question, descriptors, variant)}]
 
 
-def chat_prefix(tokenizer, question: str, descriptors: Sequence[str]) -> str:
+def chat_prefix(tokenizer, question: str, descriptors: Sequence[str],
+                variant: str = "training") -> str:
     """The chat-templated text up to where the assistant's answer starts."""
     return tokenizer.apply_chat_template(
-        user_messages(question, descriptors), tokenize=False, add_generation_prompt=True
+        user_messages(question, descriptors, variant), tokenize=False, add_generation_prompt=True
     )
 
 
@@ -66,7 +82,26 @@ def tokenize_chat(tokenizer, messages: Sequence[dict]) -> tuple[list[int], list[
 
 
 def prompt_and_target_ids(tokenizer, question: str, descriptors: Sequence[str],
-                          target: str) -> tuple[list[int], list[int]]:
+                          target: str, variant: str = "training") -> tuple[list[int], list[int]]:
     """(prompt ids, target ids) for teacher-forced scoring, tokenized exactly as in training."""
-    prompt_ids = _ids(tokenizer, chat_prefix(tokenizer, question, descriptors))
+    prompt_ids = _ids(tokenizer, chat_prefix(tokenizer, question, descriptors, variant))
+    return prompt_ids, _ids(tokenizer, target)
+
+
+def raw_prompt_and_target_ids(tokenizer, question: str, descriptors: Sequence[str],
+                              target: str, variant: str = "training"
+                              ) -> tuple[list[int], list[int]]:
+    """(prompt ids, target ids) without a chat template, as EasyEdit scores its baselines.
+
+    EasyEdit tokenizes `f"{prompt} {target}"` with the tokenizer's special tokens (BOS) and
+    takes the target as what follows the prompt's own tokenization; so do we, falling back to
+    the target tokenized alone where the two tokenizations do not share the prompt's ids.
+    """
+    text = editing_prompt(question, descriptors, variant)
+    prompt_ids = list(tokenizer(text)["input_ids"])
+    if not target:
+        return prompt_ids, []
+    full = list(tokenizer(f"{text} {target}")["input_ids"])
+    if full[:len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+        return prompt_ids, full[len(prompt_ids):]
     return prompt_ids, _ids(tokenizer, target)

@@ -38,20 +38,23 @@ def test_lte_eval_writes_every_metric_for_every_method(model_dir, world, tmp_pat
                "--protocol", "batch,sequential", "--sizes", "2,4", "--out", str(out),
                "memory.embedder.name=hashing", "fluency_cases=2",
                "fluency_tokens=8", "ftl.steps=2",
+               "rome.v_steps=2", "rome.context_templates=[[3, 1]]",
                "model.max_new_tokens=4"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
-    methods = {"lte", "no-edit", "prompt-only", "gold-context", "ft-l"}
+    methods = {"lte", "no-edit", "prompt-only", "gold-context", "ft-l", "ft-m", "ice", "rome"}
     assert {r["method"] for r in runs} == methods
-    # batch: 1 phase, sequential: 2 phases; 2 sizes; 5 methods.
-    assert len(runs) == 5 * 2 * 3
+    # batch: 1 phase, sequential: 2 phases; 2 sizes; 8 methods; 3 aggregations.
+    assert len(runs) == 8 * 2 * 3 * 3
+    assert {r["aggregation"] for r in runs} == {"lte", "knowedit", "easyedit"}
     assert {(r["protocol"], r["phase"]) for r in runs} == {
         ("batch", "final"), ("sequential", "after_insert"), ("sequential", "after_stream")}
     for r in runs:
         m = r["metrics"]
-        for key in ("edit_succ", "portability", "locality", "fluency", "rephrase_succ",
-                    "gen_em", "latency_ms", "edit_time_ms"):
+        for key in ("edit_succ", "portability", "locality", "fluency", "fluency_gen",
+                    "rephrase_succ", "gen_em", "latency_ms", "edit_time_ms", "edit_time_p50_ms",
+                    "edit_time_p95_ms"):
             assert m[key] is not None, (r["method"], key)
         assert 0.0 <= m["edit_succ"] <= 1.0 and 0.0 <= m["locality"] <= 1.0
         assert (m["retrieval_hit1"] is not None) == (r["method"] in ("lte", "prompt-only"))
@@ -59,14 +62,19 @@ def test_lte_eval_writes_every_metric_for_every_method(model_dir, world, tmp_pat
     no_edit = [r for r in runs if r["method"] == "no-edit"]
     assert all(r["metrics"]["locality"] == 1.0 for r in no_edit)  # nothing changed
     assert all(r["metrics"]["edit_time_ms"] < 5.0 for r in no_edit)  # stores nothing
-    assert (out / "results.md").read_text().count("| ft-l |") == 6
+    rome = [r for r in runs if r["method"] == "rome"]
+    assert all(r["metrics"]["edit_time_p50_ms"] > 0.0 for r in rome)  # a weight update per edit
+    # 6 tables (size x phase) for each of the two rendered aggregations.
+    assert (out / "results.md").read_text().count("| ft-l |") == 12
+    assert "aggregation: knowedit" in (out / "results.md").read_text()
     assert (out / "metric_edit_succ.png").stat().st_size > 1000
     assert (out / "config.yaml").is_file()
 
     capsys.readouterr()
     assert main(["eval", "report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "## world - sequential (after_insert) - N=4" in printed and "| gold-context |" in printed
+    assert "## world - sequential (after_insert) - N=4 - aggregation: lte" in printed
+    assert "| gold-context |" in printed
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):

@@ -83,3 +83,57 @@ def test_repeated_case_ids_are_made_unique():
 
     recs = make_records(2) + make_records(2)
     assert [r.case_id for r in unique_case_ids(recs)] == ["0", "1", "0#1", "1#1"]
+
+
+def _two_cases():
+    # a: Reasoning [1, 0, 0.5], Subject_Aliasing [1]; locality RS [1].
+    # b: Reasoning [0]; locality RS [0.5, 0], Forgetfulness [1].
+    a = M.CaseResult("a", edit_succ=1.0,
+                     portability={"Reasoning": [1.0, 0.0, 0.5], "Subject_Aliasing": [1.0]},
+                     locality={"Relation_Specificity": [1.0]})
+    b = M.CaseResult("b", edit_succ=0.5, portability={"Reasoning": [0.0]},
+                     locality={"Relation_Specificity": [0.5, 0.0], "Forgetfulness": [1.0]})
+    return [a, b]
+
+
+def test_aggregations_lte_knowedit_easyedit_by_hand():
+    from lte.eval.aggregate import aggregate_as
+
+    cases = _two_cases()
+    lte = aggregate_as("lte", cases)
+    # Every question: Reasoning = mean(mean(1,0,.5)=.5, 0) = .25; SA = 1 -> portability .625.
+    # RS = mean(1, mean(.5, 0)=.25) = .625; F = 1 -> locality .8125.
+    assert lte["portability_Reasoning"] == pytest.approx(0.25)
+    assert lte["portability"] == pytest.approx(0.625)
+    assert lte["locality"] == pytest.approx(0.8125)
+    knowedit = aggregate_as("knowedit", cases)
+    # First question only: Reasoning = mean(1, 0) = .5; SA = 1 -> .75.
+    # RS = mean(1, .5) = .75; F = 1 -> .875.
+    assert knowedit["portability_Reasoning"] == pytest.approx(0.5)
+    assert knowedit["portability"] == pytest.approx(0.75)
+    assert knowedit["locality_Relation_Specificity"] == pytest.approx(0.75)
+    assert knowedit["locality"] == pytest.approx(0.875)
+    easyedit = aggregate_as("easyedit", cases)
+    # Kinds averaged within each case first: a: mean(.5, 1) = .75, b: 0 -> .375;
+    # locality a: 1, b: mean(.25, 1) = .625 -> .8125 (per kind as lte's).
+    assert easyedit["portability"] == pytest.approx(0.375)
+    assert easyedit["locality"] == pytest.approx(0.8125)
+    assert easyedit["portability_Reasoning"] == pytest.approx(0.25)
+    for m in (lte, knowedit, easyedit):
+        assert m["edit_succ"] == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        aggregate_as("mean-of-everything", cases)
+
+
+def test_reference_fluency_uses_nltk_words_of_the_whole_text():
+    # nltk: sentences, then Treebank words: "can't" -> ca / n't, the final period apart.
+    words = M.nltk_words("I can't. I can't.")
+    assert words == ["I", "ca", "n't", ".", "I", "ca", "n't", "."]
+    # 7 bigrams: (I,ca) x2, (ca,n't) x2, (n't,.) x2, (.,I) x1.
+    h2 = -(3 * (2 / 7 * math.log2(2 / 7)) + 1 / 7 * math.log2(1 / 7))
+    # 6 trigrams: (I,ca,n't) x2, (ca,n't,.) x2, (n't,.,I), (.,I,ca).
+    h3 = -(2 * (2 / 6 * math.log2(2 / 6)) + 2 * (1 / 6 * math.log2(1 / 6)))
+    expected = (2 / 3 * h2 + 4 / 3 * h3) / 2
+    got = M.compute_n_gram_entropy("I can't. I can't.", words=M.nltk_words)
+    assert got == pytest.approx(expected)
+    assert got != pytest.approx(M.compute_n_gram_entropy("I can't. I can't."))

@@ -81,6 +81,11 @@ evaluate prompt-only-batch full batch "$SIZES" --methods prompt-only --base-mode
 evaluate no-oos-batch no-oos batch "$SIZES" --methods lte &
 wait
 evaluate no-oos-sequential no-oos sequential "$SEQ_SIZES" --methods lte &
+# The paper's baselines (EasyEdit settings, raw prompts). The paper edits the base chat model; the
+# tiny recipe's base is a from-scratch initialisation that knows nothing, so they edit the aligned
+# checkpoint here (BASELINE_MODEL=base with BASE_MODEL=DIR for the paper's setting).
+evaluate baselines-batch full batch "$SIZES" --methods ice,rome,ft-l,ft-m \
+  --base-model "$BASE_MODEL" baseline_model="${BASELINE_MODEL:-aligned}"
 # Beyond the paper: LTE with the relevance gate, its threshold calibrated on the dev split.
 if [[ ! -f $RUN/gate.json ]]; then
   OMP_NUM_THREADS=2 $NICE "$LTE" memory calibrate --dev ../shared/data/counterfact/counterfact-val.json \

@@ -34,6 +34,7 @@ from lte.config.schema import (
     EmbedderConfig,
     EvalConfig,
     FTLConfig,
+    ROMEConfig,
     MemoryConfig,
     ModelConfig,
     ServeConfig,
@@ -63,7 +64,7 @@ def stage_config_class(stage: str) -> type:
 __all__ = [
     "CORPUS_DERIVED_INSTRUCTIONS", "DEFAULT_EMBEDDER", "DEFAULT_MODEL", "INDEX_PRESETS",
     "INDEX_SPEC", "STAGES", "AlignConfig", "CorpusConfig", "CorpusSource", "DemoConfig",
-    "EditorConfig", "EmbedderConfig", "EvalConfig", "FTLConfig", "MemoryConfig", "ModelConfig",
+    "EditorConfig", "EmbedderConfig", "EvalConfig", "FTLConfig", "ROMEConfig", "MemoryConfig", "ModelConfig",
     "Problems", "Schema", "ServeConfig", "WandbConfig", "build_config", "check_index_spec",
     "config_to_dict", "dotted_tree", "format_config", "load_config", "parse_overrides",
     "read_yaml", "resolve_index_spec", "save_config", "stage_config_class",

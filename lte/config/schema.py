@@ -195,25 +195,61 @@ class EditorConfig(Schema):
 
 @dataclass
 class FTLConfig(Schema):
-    layer: int = -1
-    """decoder layer whose MLP is tuned (EasyEdit FT-L: one layer); -1 = last"""
+    layer: int | None = None
+    """decoder layer whose MLP is tuned; None: EasyEdit's for the model family (LLaMA 21 of 32,
+    Qwen 31 of 32) scaled to the model's depth (lte.eval.hparams)"""
     module: str = "mlp.down_proj"
     """parameter (under the layer) that is tuned"""
     lr: float = 5e-4
-    """Adam learning rate (EasyEdit FT llama hparams)"""
+    """Adam learning rate (EasyEdit FT, LLaMA and Qwen)"""
     steps: int = 25
     """optimisation steps per edit (single/sequential) or per batch"""
-    norm_constraint: float = 5e-5
-    """max |w - w_orig| per weight after each step (FT-L's "L")"""
+    norm_constraint: float | None = None
+    """max |w - w_orig| per weight after each step (FT-L's "L"); None: the family's EasyEdit
+    value (LLaMA: none, Qwen: 5e-5); 0: none"""
     objective: str = "prompt_last"
-    """prompt_last (FT-L) | target_new (FT-M, teacher-forced)"""
-    batch_size: int = 8
-    """edits per optimisation step in the batch protocol"""
+    """ft-l's objective: prompt_last (FT-L) | target_new; ft-m always uses target_new"""
+    batch_size: int = 1
+    """edits per optimisation step in the batch protocol (EasyEdit: 1)"""
 
     def check(self, p: Problems) -> None:
         p.choice("ftl.objective", self.objective, ("prompt_last", "target_new"))
         p.positive("ftl.steps", self.steps)
         p.positive("ftl.batch_size", self.batch_size)
+
+
+@dataclass
+class ROMEConfig(Schema):
+    layer: int | None = None
+    """decoder layer whose MLP output projection is rewritten; None: EasyEdit's for the family
+    (5 of 32) scaled to the model's depth (lte.eval.hparams)"""
+    module: str = "mlp.down_proj"
+    """the rewritten matrix (its input is the key, its output the value)"""
+    fact_token: str = "subject_last"
+    """where key and value are read: subject_last (the paper) | last (the prompt's last token)"""
+    v_steps: int = 25
+    """Adam steps optimising the new value (EasyEdit v_num_grad_steps)"""
+    v_lr: float = 0.5
+    """their learning rate (v_lr)"""
+    v_weight_decay: float = 1e-3
+    """L2 on the value change, relative to the value's norm"""
+    clamp_norm_factor: float = 4.0
+    """|delta| <= this x |original value|"""
+    kl_factor: float = 0.0625
+    """keeps "{subject} is a" predictions at the subject (essence drift)"""
+    context_templates: list[list[int]] = field(default_factory=lambda: [[5, 10], [10, 10]])
+    """generated context prefixes: [tokens, how many] pairs (ROME/EasyEdit [[5, 10], [10, 10]])"""
+    mom2_adjustment: bool = True
+    """key covariance C in the update (the ROME paper); EasyEdit's LLaMA config turns it off"""
+    cov_texts: int = 2000
+    """texts of the evaluated file the covariance is estimated on"""
+    cov_ridge: float = 0.01
+    """C + ridge x mean(diag C) x I, so few texts still invert"""
+
+    def check(self, p: Problems) -> None:
+        p.choice("rome.fact_token", self.fact_token, ("subject_last", "last"))
+        p.positive("rome.v_steps", self.v_steps)
+        p.positive("rome.cov_texts", self.cov_texts)
 
 
 @dataclass
@@ -248,6 +284,14 @@ class EvalConfig(Schema):
     """k of retrieval hit@k (the prompt still shows memory.top_k descriptors)"""
     ftl: FTLConfig = field(default_factory=FTLConfig)
     """hyper-parameters of the ft-l baseline"""
+    rome: ROMEConfig = field(default_factory=ROMEConfig)
+    """ROME baseline settings"""
+    baseline_model: str = "base"
+    """which model ft-l/ft-m/ice/rome edit: base (the paper: base_model; the aligned one, said in
+    the log, when base_model is unset) | aligned"""
+    prompt_variant: str = "training"
+    """editing-prompt wording of lte/gold-context/prompt-only: training | reference_single (the
+    reference's single-edit evaluation: "query", [Query])"""
     out: str = "eval-out"
     """output folder: results.json, results.md, plots"""
     wandb_project: str | None = None
@@ -260,6 +304,8 @@ class EvalConfig(Schema):
         p.positive("eval.batch_size", self.batch_size)
         p.positive("eval.fluency_tokens", self.fluency_tokens)
         p.positive("eval.hit_k", self.hit_k)
+        p.choice("eval.baseline_model", self.baseline_model, ("base", "aligned"))
+        p.choice("eval.prompt_variant", self.prompt_variant, ("training", "reference_single"))
 
 
 @dataclass

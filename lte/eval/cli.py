@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", nargs="+", metavar="FILE", help="edit files (any lte.data format)")
     p.add_argument("--protocol", type=_csv, help="single, batch, sequential (comma-separated)")
     p.add_argument("--methods", type=_csv,
-                   help="lte, no-edit, prompt-only, gold-context, ft-l (comma-separated)")
+                   help="lte, no-edit, prompt-only, gold-context, ft-l, ft-m, ice, rome "
+                        "(comma-separated)")
     p.add_argument("--sizes", type=_sizes, help="numbers of edits N, e.g. 10,100,1000")
     p.add_argument("--out", help="output folder")
     add_config_args(p, EvalConfig)

@@ -1,11 +1,13 @@
-"""FT-L, as EasyEdit's FT baseline: fine-tune one MLP matrix on the edits, norm-constrained.
+"""FT-L and FT-M, as EasyEdit's FT baseline: fine-tune one MLP matrix on the edits.
 
 EasyEdit (`models/ft/ft_main.py`) tunes `model.layers.{L}.mlp.down_proj.weight` with Adam for
 `num_steps` passes over the edits in mini-batches, and after every step clamps each weight to
-within `norm_constraint` of its value before the edit call ("L" for the L-infinity constraint).
-Objective `prompt_last` (FT-L): maximize log p(target token) for every target token at the last
-prompt position; `target_new` (FT-M): teacher-forced cross entropy on the target. The question is
-asked bare (chat template, no descriptors), as it is at evaluation.
+within `norm_constraint` of its value before the edit call ("L" for the L-infinity constraint;
+EasyEdit's LLaMA config has none, its Qwen config 5e-5). Objective `prompt_last` (`ft-l`):
+maximize log p(target token) for every target token at the last prompt position; `target_new`
+(`ft-m`, the strongest row of EasyEdit's KnowEdit table): teacher-forced cross entropy on the
+target. Layer and constraint default to EasyEdit's per-family values (`lte.eval.hparams`). The
+question is raw text (no chat template, no descriptors), as EasyEdit trains and scores it.
 
 Single protocol: each edit is applied then undone (`reset`); batch: one call on all edits;
 sequential: calls accumulate, each constrained around the weights it started from.
@@ -13,29 +15,35 @@ sequential: calls accumulate, each constrained around the weights it started fro
 
 from __future__ import annotations
 
-from lte import prompts
 from lte.config import FTLConfig
 from lte.editor import LTEEditor, left_pad
+from lte.eval import hparams
+from lte.eval.formats import RAW, PromptFormat
 
 
-def _tuned_parameter(model, cfg: FTLConfig):
+def layer_module(model, layer: int, module: str, section: str):
+    """`module` (e.g. mlp.down_proj) of decoder layer `layer`, or a UserError naming `section`."""
     layers = model.get_decoder().layers
     try:
-        return layers[cfg.layer].get_submodule(cfg.module).weight
+        return layers[layer].get_submodule(module)
     except (AttributeError, IndexError) as e:
         from lte.errors import UserError
 
-        raise UserError(f"no parameter '{cfg.module}.weight' in decoder layer {cfg.layer} "
-                        f"({e}); the model has {len(layers)} layers", field="ftl") from None
+        raise UserError(f"no module '{module}' in decoder layer {layer} ({e}); the model has "
+                        f"{len(layers)} layers", field=section) from None
 
 
 class FTL:
-    name = "ft-l"
     retrieves = False
 
-    def __init__(self, editor: LTEEditor, cfg: FTLConfig):
-        self.editor, self.cfg = editor, cfg
-        self.param = _tuned_parameter(editor.model, cfg)
+    def __init__(self, editor: LTEEditor, cfg: FTLConfig, name: str = "ft-l",
+                 fmt: PromptFormat = RAW):
+        self.editor, self.name, self.fmt = editor, name, fmt
+        self.objective = "target_new" if name == "ft-m" else cfg.objective
+        self.layer = hparams.resolve_layer(cfg.layer, editor.model, "ft_layer")
+        self.norm_constraint = hparams.ft_norm_constraint(cfg.norm_constraint, editor.model)
+        self.cfg = cfg
+        self.param = layer_module(editor.model, self.layer, cfg.module, "ftl").weight
         self.original = self.param.detach().clone()
 
     def reset(self) -> None:
@@ -52,8 +60,8 @@ class FTL:
         import torch.nn.functional as F
 
         tok, model = self.editor.tokenizer, self.editor.model
-        pairs = [prompts.prompt_and_target_ids(tok, r.prompt, [], r.target_new) for r in records]
-        if self.cfg.objective == "prompt_last":
+        pairs = [self.fmt.encode(tok, r.prompt, [], r.target_new) for r in records]
+        if self.objective == "prompt_last":
             ids, mask, pos = left_pad([p for p, _ in pairs], self.editor.pad_id,
                                       self.editor.device)
             logp = F.log_softmax(model(input_ids=ids, attention_mask=mask,
@@ -84,7 +92,7 @@ class FTL:
         self.param.requires_grad_(True)
         start = self.param.detach().clone()
         opt = torch.optim.Adam([self.param], lr=self.cfg.lr, weight_decay=0.0)
-        eps = self.cfg.norm_constraint
+        eps = self.norm_constraint
         try:
             with torch.enable_grad():
                 for _ in range(self.cfg.steps):

@@ -9,7 +9,12 @@ measured by the same code on the same model.
   (the paper's ablation).
 - `gold-context`: the case's own descriptor is given, no retrieval (the in-context upper bound).
 - `no-edit`: the question alone; edits are ignored.
-- `ft-l`: EasyEdit's FT-L fine-tunes one MLP matrix on the edits (`lte.eval.ftl`).
+- `ft-l` / `ft-m`: EasyEdit's FT fine-tunes one MLP matrix on the edits (`lte.eval.ftl`).
+- `ice`: the case's own fact before the question, raw text (`lte.eval.ice`).
+- `rome`: a rank-one update of one MLP output projection per edit (`lte.eval.rome`).
+
+A method may carry `fmt` (`lte.eval.formats.PromptFormat`: chat template or raw text, wording)
+and `prepare(records)` (per-file statistics, run before any edit of that file).
 """
 
 from __future__ import annotations

@@ -7,17 +7,18 @@
   edits, which is what the reference code measured), and `after_stream` evaluates all N cases
   again once the stream has ended (every case competes with all N).
 
-Each phase returns a `PhaseResult`: per-case results plus latency and edit time.
+Each phase returns a `PhaseResult`: per-case results plus latency and edit times.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from lte.data.record import EditRecord
+from lte.eval.aggregate import aggregate_as
 from lte.eval.methods import timed_insert
-from lte.eval.metrics import CaseResult, aggregate, mean
+from lte.eval.metrics import CaseResult, mean
 from lte.eval.scoring import ScoreOptions, score_cases
 
 
@@ -29,12 +30,23 @@ class PhaseResult:
     latency_ms: list[float]
     edit_seconds: float
     n_edits: int
+    edit_times: list[float] = field(default_factory=list)  # seconds per edit, one per edit
 
-    def metrics(self) -> dict:
-        out = aggregate(self.cases)
+    def metrics(self, aggregation: str = "lte") -> dict:
+        import numpy as np
+
+        out = aggregate_as(aggregation, self.cases)
         out["latency_ms"] = mean(self.latency_ms)
         out["edit_time_ms"] = 1000.0 * self.edit_seconds / max(self.n_edits, 1)
+        times = self.edit_times or [0.0]
+        out["edit_time_p50_ms"] = 1000.0 * float(np.percentile(times, 50))
+        out["edit_time_p95_ms"] = 1000.0 * float(np.percentile(times, 95))
         return out
+
+
+def _per_edit(seconds: float, n: int) -> list[float]:
+    """An insert call's time shared among the edits it applied."""
+    return [seconds / n] * n if n else []
 
 
 def _one_case(opts: ScoreOptions, n: int) -> ScoreOptions:
@@ -43,16 +55,17 @@ def _one_case(opts: ScoreOptions, n: int) -> ScoreOptions:
 
 
 def run_single(method, records, pre, opts: ScoreOptions) -> list[PhaseResult]:
-    cases, lat, secs = [], [], 0.0
+    cases, lat, secs, times = [], [], 0.0, []
     for n, r in enumerate(records):
         method.reset()
         ids, dt = timed_insert(method, [r])
         secs += dt
+        times.append(dt)
         res, latency = score_cases(method, [r], ids, pre, _one_case(opts, n))
         cases += res
         lat.append(latency)
     method.reset()
-    return [PhaseResult("single", "final", cases, lat, secs, len(records))]
+    return [PhaseResult("single", "final", cases, lat, secs, len(records), times)]
 
 
 def run_batch(method, records, pre, opts: ScoreOptions) -> list[PhaseResult]:
@@ -60,25 +73,28 @@ def run_batch(method, records, pre, opts: ScoreOptions) -> list[PhaseResult]:
     ids, secs = timed_insert(method, records)
     cases, latency = score_cases(method, records, ids, pre, opts)
     method.reset()
-    return [PhaseResult("batch", "final", cases, [latency], secs, len(records))]
+    return [PhaseResult("batch", "final", cases, [latency], secs, len(records),
+                        _per_edit(secs, len(records)))]
 
 
 def run_sequential(method, records, pre, opts: ScoreOptions) -> list[PhaseResult]:
     method.reset()
     ids: dict[str, int] = {}
-    cases, lat, secs = [], [], 0.0
+    cases, lat, secs, times = [], [], 0.0, []
     for n, r in enumerate(records):
         new, dt = timed_insert(method, [r])
         ids.update(new)
         secs += dt
+        times.append(dt)
         res, latency = score_cases(method, [r], ids, pre, _one_case(opts, n))
         cases += res
         lat.append(latency)
-    after_insert = PhaseResult("sequential", "after_insert", cases, lat, secs, len(records))
+    after_insert = PhaseResult("sequential", "after_insert", cases, lat, secs, len(records),
+                               times)
     cases_end, latency_end = score_cases(method, records, ids, pre, opts)
     method.reset()
     after_stream = PhaseResult("sequential", "after_stream", cases_end, [latency_end], secs,
-                               len(records))
+                               len(records), times)
     return [after_insert, after_stream]
 
 

@@ -16,47 +16,71 @@ from lte.eval.protocols import PROTOCOLS
 
 @dataclass(frozen=True)
 class MethodEntry:
-    build: Callable  # (editor, cfg: EvalConfig) -> Method
-    on_base_model: bool = False  # runs on the model before alignment (`base_model`)
+    build: Callable  # (editor, cfg: EvalConfig, fmt: PromptFormat) -> Method
+    # which model it runs on: aligned | base (the model before alignment, `base_model`; skipped,
+    # said, without) | baseline (an editing baseline: `baseline_model` says base or aligned)
+    model: str = "aligned"
 
 
-def _lte(editor, cfg):
+def _formatted(method, fmt):
+    method.fmt = fmt
+    return method
+
+
+def _lte(editor, cfg, fmt):
     from lte.eval.methods import RetrievalMethod
 
-    return RetrievalMethod("lte", editor)
+    return _formatted(RetrievalMethod("lte", editor), fmt)
 
 
-def _no_edit(editor, cfg):
+def _no_edit(editor, cfg, fmt):
     from lte.eval.methods import NoEdit
 
     return NoEdit(editor)
 
 
-def _prompt_only(editor, cfg):
+def _prompt_only(editor, cfg, fmt):
     from lte.eval.methods import RetrievalMethod
 
-    return RetrievalMethod("prompt-only", editor)
+    return _formatted(RetrievalMethod("prompt-only", editor), fmt)
 
 
-def _gold_context(editor, cfg):
+def _gold_context(editor, cfg, fmt):
     from lte.eval.methods import GoldContext
 
-    return GoldContext(editor)
+    return _formatted(GoldContext(editor), fmt)
 
 
-def _ftl(editor, cfg):
-    from lte.eval.ftl import FTL
+def _ft(name):
+    def build(editor, cfg, fmt):
+        from lte.eval.ftl import FTL
 
-    return FTL(editor, cfg.ftl)
+        return FTL(editor, cfg.ftl, name=name)
+    return build
+
+
+def _ice(editor, cfg, fmt):
+    from lte.eval.ice import ICE
+
+    return ICE(editor)
+
+
+def _rome(editor, cfg, fmt):
+    from lte.eval.rome import ROME
+
+    return ROME(editor, cfg.rome, seed=cfg.seed)
 
 
 # Dict order is the order of the result rows when `methods` is left empty (all of them).
 METHODS: dict[str, MethodEntry] = {
     "lte": MethodEntry(_lte),
     "no-edit": MethodEntry(_no_edit),
-    "prompt-only": MethodEntry(_prompt_only, on_base_model=True),
+    "prompt-only": MethodEntry(_prompt_only, model="base"),
     "gold-context": MethodEntry(_gold_context),
-    "ft-l": MethodEntry(_ftl),
+    "ft-l": MethodEntry(_ft("ft-l"), model="baseline"),
+    "ft-m": MethodEntry(_ft("ft-m"), model="baseline"),
+    "ice": MethodEntry(_ice, model="baseline"),
+    "rome": MethodEntry(_rome, model="baseline"),
 }
 
 

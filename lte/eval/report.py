@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lte.errors import UserError
+from lte.eval.aggregate import MARKDOWN_AGGREGATIONS
 from lte.eval.metrics import EXTRA_METRICS, HEADLINE_METRICS
 
 # Scaled x100 in tables like KnowEdit's (fluency is already on its x100 scale).
@@ -29,22 +30,32 @@ def _fmt(name: str, value) -> str:
     return f"{value:.2f}"
 
 
+def _aggregation(run: dict) -> str:
+    return run.get("aggregation", "lte")  # results written before aggregations were named
+
+
 def _label(run: dict) -> str:
     return run["protocol"] if run["phase"] == "final" else f"{run['protocol']} ({run['phase']})"
 
 
 def render_markdown(results: dict) -> str:
-    """One table per dataset x protocol phase x size; rows are methods."""
-    runs = results["runs"]
+    """One table per dataset x protocol phase x size x aggregation; rows are methods.
+
+    Aggregations `lte` and `knowedit` are rendered (lte.eval.aggregate); all are in results.json.
+    """
+    runs = [r for r in results["runs"] if _aggregation(r) in MARKDOWN_AGGREGATIONS]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
-        groups[(r["dataset"], _label(r), r["size"])].append(r)
+        groups[(r["dataset"], _label(r), r["size"], _aggregation(r))].append(r)
     model = results.get("config", {}).get("model", {}).get("name_or_path", "?")
     lines = ["# Evaluation results", "", f"Model: `{model}`. Accuracies and locality in %, "
-             "fluency = 100 x n-gram entropy, times in ms (formulas: lte/eval/metrics.py).", ""]
-    for (dataset, label, size), rows in groups.items():
+             "fluency = 100 x n-gram entropy (`fluency`: the reference's, `fluency_gen`: ours), "
+             "times in ms (formulas: lte/eval/metrics.py). Aggregation `lte`: every question; "
+             "`knowedit`: the first question of each aspect, over the cases having it "
+             "(lte/eval/aggregate.py).", ""]
+    for (dataset, label, size, aggregation), rows in groups.items():
         cols = _columns(rows)
-        lines += [f"## {dataset} - {label} - N={size}", "",
+        lines += [f"## {dataset} - {label} - N={size} - aggregation: {aggregation}", "",
                   "| method | cases | " + " | ".join(cols) + " |",
                   "|---|---|" + "---|" * len(cols)]
         for r in rows:
@@ -61,7 +72,7 @@ def plot(results: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = results["runs"]
+    runs = [r for r in results["runs"] if _aggregation(r) == "lte"]
     paths = []
     for metric in _columns(runs):
         lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -115,10 +126,11 @@ def log_wandb(results: dict, project: str) -> None:
     import wandb
 
     cols = _columns(results["runs"])
-    table = wandb.Table(columns=["dataset", "method", "protocol", "phase", "size", *cols])
+    table = wandb.Table(columns=["dataset", "method", "protocol", "phase", "size", "aggregation",
+                                 *cols])
     for r in results["runs"]:
         table.add_data(r["dataset"], r["method"], r["protocol"], r["phase"], r["size"],
-                       *[r["metrics"].get(c) for c in cols])
+                       _aggregation(r), *[r["metrics"].get(c) for c in cols])
     run = wandb.init(project=project, config=results.get("config"), job_type="eval")
     run.log({"results": table})
     run.finish()

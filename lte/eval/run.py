@@ -14,7 +14,8 @@ from pathlib import Path
 from lte.config import EvalConfig, ModelConfig, config_to_dict, save_config
 from lte.data.record import EditRecord
 from lte.errors import UserError
-from lte.eval.methods import RetrievalMethod
+from lte.eval.aggregate import AGGREGATIONS
+from lte.eval.formats import method_format
 from lte.eval.protocols import run_protocol
 from lte.eval.registry import METHODS, check_names, method_names
 from lte.eval.scoring import ScoreOptions, pre_edit_locality
@@ -64,23 +65,36 @@ def _load_editor(name_or_cfg, cfg: EvalConfig, memory_dir: str):
 
 
 def build_methods(cfg: EvalConfig, tmp: str, log=print) -> list:
-    """The configured methods (`lte.eval.registry`); those on the model before alignment need
-    `base_model` and are skipped (said) without."""
+    """The configured methods (`lte.eval.registry`). prompt-only runs on `base_model` and is
+    skipped (said) without; the editing baselines edit `baseline_model` (base: the paper's
+    setting, the aligned model, said, when base_model is unset)."""
     from dataclasses import replace
 
+    from lte.eval.formats import CHAT
+
+    fmt = replace(CHAT, variant=cfg.prompt_variant)
     wanted = [(name, METHODS[name]) for name in method_names(cfg)]
-    editors: dict[bool, object] = {}
-    if any(not entry.on_base_model for _, entry in wanted):
-        editors[False] = _load_editor(cfg.model, cfg, str(Path(tmp) / "memory-aligned"))
-    if any(entry.on_base_model for _, entry in wanted) and cfg.base_model:
-        base_cfg = replace(cfg.model, name_or_path=cfg.base_model)
-        editors[True] = _load_editor(base_cfg, cfg, str(Path(tmp) / "memory-base"))
+    baselines = [name for name, entry in wanted if entry.model == "baseline"]
+    baseline_on = "base" if cfg.baseline_model == "base" and cfg.base_model else "aligned"
+    if baselines and cfg.baseline_model == "base" and not cfg.base_model:
+        log(f"eval: {', '.join(baselines)} edit the aligned model: set base_model for the "
+            "model before alignment (the paper's setting)")
+    editors: dict[str, object] = {}
+
+    def editor(which: str):
+        if which not in editors:
+            model_cfg = (replace(cfg.model, name_or_path=cfg.base_model) if which == "base"
+                         else cfg.model)
+            editors[which] = _load_editor(model_cfg, cfg, str(Path(tmp) / f"memory-{which}"))
+        return editors[which]
+
     methods: list = []
-    for name, entry in sorted(wanted, key=lambda w: w[1].on_base_model):
-        if entry.on_base_model not in editors:
+    for name, entry in wanted:
+        which = baseline_on if entry.model == "baseline" else entry.model
+        if which == "base" and not cfg.base_model:
             log(f"eval: {name} skipped: set base_model (the model before alignment)")
             continue
-        methods.append(entry.build(editors[entry.on_base_model], cfg))
+        methods.append(entry.build(editor(which), cfg, fmt))
     return methods
 
 
@@ -120,11 +134,14 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
     for dataset, all_records in datasets.items():
         ordered = sample_records(all_records, cfg.seed)
         biggest = ordered[:max(cfg.sizes)]
-        pre_cache: dict[int, dict] = {}
+        pre_cache: dict[tuple, dict] = {}
         for method in methods:
-            key = id(method.editor)
+            key = _pre_key(method)
             if key not in pre_cache:  # before any edit of this model
-                pre_cache[key] = pre_edit_locality(method.editor, biggest)
+                pre_cache[key] = pre_edit_locality(method.editor, biggest, method_format(method))
+        for method in methods:
+            if hasattr(method, "prepare"):  # per-file statistics (ROME's key covariance)
+                method.prepare(all_records)
         # N beyond the file is the whole file, reported with its real size.
         for size in sorted({min(s, len(ordered)) for s in cfg.sizes}):
             records = ordered[:size]
@@ -133,16 +150,23 @@ def run_methods(methods: list, datasets: dict[str, list[EditRecord]], cfg: EvalC
                 for method in methods:
                     t0 = time.perf_counter()
                     phases = run_protocol(protocol, method, subset,
-                                          pre_cache[id(method.editor)], opts)
+                                          pre_cache[_pre_key(method)], opts)
                     for ph in phases:
-                        runs.append({
-                            "dataset": dataset, "method": method.name, "protocol": protocol,
-                            "phase": ph.phase, "size": size, "n_cases": len(ph.cases),
-                            "metrics": ph.metrics(),
-                        })
+                        for aggregation in AGGREGATIONS:
+                            runs.append({
+                                "dataset": dataset, "method": method.name,
+                                "protocol": protocol, "phase": ph.phase, "size": size,
+                                "aggregation": aggregation, "n_cases": len(ph.cases),
+                                "metrics": ph.metrics(aggregation),
+                            })
                     log(f"eval: {dataset} N={size} {protocol} {method.name}: "
                         f"{_brief(phases[-1].metrics())} ({time.perf_counter() - t0:.1f}s)")
     return runs
+
+
+def _pre_key(method) -> tuple:
+    """Pre-edit predictions depend on the model and on how its questions are encoded."""
+    return id(method.editor), method_format(method)
 
 
 def run_eval(cfg: EvalConfig, log=print) -> dict:

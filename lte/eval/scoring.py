@@ -2,7 +2,11 @@
 
 All questions of all cases go through the editor in a few batched calls: teacher-forced
 predictions for rewrite, rephrase, portability and locality questions; greedy generation for
-exact match and latency; 100-token generation for fluency on the first `fluency_cases` cases.
+exact match and latency; for the first `fluency_cases` cases, the reference's sampled Fluency text
+(`lte.eval.fluency`) and our 100-token greedy generation (`fluency_gen`).
+
+Questions are encoded by the method's `PromptFormat` (`lte.eval.formats`): LTE's chat template
+and training wording unless the method says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from lte import prompts
 from lte.config import EvalConfig
 from lte.data.record import EditRecord
 from lte.eval import metrics as M
+from lte.eval.formats import CHAT, PromptFormat, method_format
 
 
 @dataclass(frozen=True)
@@ -25,11 +30,13 @@ class ScoreOptions:
     fluency_cases: int
     fluency_tokens: int
     max_new_tokens: int  # answer length for exact match: model.max_new_tokens
+    fluency_seed: int  # seeds the reference Fluency's sampling (per case): the run's seed
 
     @classmethod
     def from_config(cls, cfg: EvalConfig) -> ScoreOptions:
         return cls(hit_k=cfg.hit_k, fluency_cases=cfg.fluency_cases,
-                   fluency_tokens=cfg.fluency_tokens, max_new_tokens=cfg.model.max_new_tokens)
+                   fluency_tokens=cfg.fluency_tokens, max_new_tokens=cfg.model.max_new_tokens,
+                   fluency_seed=cfg.seed)
 
 
 @dataclass
@@ -47,14 +54,15 @@ def locality_items(records: Sequence[EditRecord]) -> list[tuple[int, str, str, s
             for i, r in enumerate(records) for kind, qas in r.locality.items() for qa in qas]
 
 
-def pre_edit_locality(editor, records: Sequence[EditRecord]) -> dict[str, list[list[int]]]:
+def pre_edit_locality(editor, records: Sequence[EditRecord],
+                      fmt: PromptFormat = CHAT) -> dict[str, list[list[int]]]:
     """Pre-edit argmax on every locality answer (the bare question on the unedited model).
 
     Keyed by case_id: one token list per locality question, in `locality_items` order.
     """
     items = locality_items(records)
-    preds = editor.predict_tokens([q for _, _, q, _ in items], [a for *_, a in items],
-                                  descriptors=[[] for _ in items])
+    tok = editor.tokenizer
+    preds = editor.predict_pairs([fmt.encode(tok, q, [], a) for _, _, q, a in items])
     out: dict[str, list[list[int]]] = {r.case_id: [] for r in records}
     for (i, *_), p in zip(items, preds, strict=True):
         out[records[i].case_id].append(p.predicted)
@@ -69,19 +77,19 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     records = list(records)
     results = [M.CaseResult(case_id=r.case_id) for r in records]
     tok = editor.tokenizer
+    fmt = method_format(method)
 
     # Rewrite prompts: retrieval + greedy answer, timed as the user would see it.
     t0 = time.perf_counter()
     rw_descs, rw_hits = method.contexts([r.prompt for r in records], records, opts.hit_k)
-    rw_prompt_ids = [prompts.prompt_and_target_ids(tok, r.prompt, d, "")[0]
+    rw_prompt_ids = [fmt.encode(tok, r.prompt, d, "")[0]
                      for r, d in zip(records, rw_descs, strict=True)]
     gen = editor.generate_ids(rw_prompt_ids, opts.max_new_tokens)
     latency_ms = 1000.0 * (time.perf_counter() - t0) / max(len(records), 1)
     answers = tok.batch_decode(gen, skip_special_tokens=True)
 
-    rw_preds = editor.predict_pairs([
-        (p, prompts.prompt_and_target_ids(tok, r.prompt, [], r.target_new)[1])
-        for p, r in zip(rw_prompt_ids, records, strict=True)])
+    rw_preds = editor.predict_pairs([fmt.encode(tok, r.prompt, d, r.target_new)
+                                     for r, d in zip(records, rw_descs, strict=True)])
     for i, r in enumerate(records):
         res = results[i]
         res.edit_succ = rw_preds[i].accuracy
@@ -102,8 +110,8 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     if items:
         descs, _ = method.contexts([it.question for it in items],
                                    [records[it.case] for it in items], opts.hit_k)
-        preds = editor.predict_tokens([it.question for it in items],
-                                      [it.target for it in items], descs)
+        preds = editor.predict_pairs([fmt.encode(tok, it.question, d, it.target)
+                                      for it, d in zip(items, descs, strict=True)])
         loc_seen: dict[int, int] = {}
         for it, p in zip(items, preds, strict=True):
             res = results[it.case]
@@ -117,11 +125,19 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
                 pre = pre_locality[records[it.case].case_id][j]
                 res.locality.setdefault(it.sub, []).append(M.agreement(pre, p.predicted))
 
-    # Fluency: a fixed-length greedy continuation of the rewrite prompt.
     n_flu = min(opts.fluency_cases, len(records))
     if n_flu > 0:
+        # The reference's Fluency: the bare rewrite prompt, sampled, whole text scored.
+        from lte.eval.fluency import sample_texts
+
+        texts = sample_texts(editor.model, tok, [r.prompt for r in records[:n_flu]],
+                             [r.case_id for r in records[:n_flu]], opts.fluency_tokens,
+                             opts.fluency_seed)
+        for i, text in enumerate(texts):
+            results[i].fluency = M.compute_n_gram_entropy(text, words=M.nltk_words)
+        # fluency_gen: a fixed-length greedy continuation of the method's rewrite prompt.
         flu = editor.generate_ids(rw_prompt_ids[:n_flu], opts.fluency_tokens,
                                   min_new_tokens=opts.fluency_tokens)
         for i, text in enumerate(tok.batch_decode(flu, skip_special_tokens=True)):
-            results[i].fluency = M.compute_n_gram_entropy(text)
+            results[i].fluency_gen = M.compute_n_gram_entropy(text)
     return results, latency_ms

@@ -1,0 +1,261 @@
+"""ROME (Meng et al., 2022, "Locating and Editing Factual Associations in GPT"), written here.
+
+One edit (subject s, prompt p, new target o) is a rank-one update of one MLP output projection W
+(`mlp.down_proj` of layer L: its input is the key k, its output the value v):
+
+1. **Key** k* = mean over context prefixes x_j ("{}" and short texts the model itself samples,
+   ROME's context templates) of W's input at the last token of s in x_j + p.
+2. **Value** v* = v + delta, where v is W's output at that token of the bare prompt and delta
+   (added to that output during the forward pass) minimises
+   -log p(o | x_j + p) averaged over j, + kl_factor x KL(before || after) of the next-token
+   distribution after s in "{s} is a" (keeps what s is), + v_weight_decay x |delta| / |v|^2, with
+   |delta| clamped to clamp_norm_factor x |v| after each Adam step.
+3. **Update** W += (v* - W k) u^T / (u . k), u = C^-1 k* / |C^-1 k*|, k the key of the bare
+   prompt and C = E[k k^T] over text tokens (the paper's key covariance). Wikipedia is not
+   available offline, so C is estimated on the questions and answers of the evaluated file
+   itself (`rome.cov_texts` texts, plus a small ridge so it inverts); `mom2_adjustment: false`
+   uses C = I, as EasyEdit's LLaMA config does.
+
+Batch and sequential protocols apply ROME edit after edit (each on the already edited weights);
+`reset` restores W, so independent runs start from the same weights. Prompts are raw text, as
+EasyEdit scores ROME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from lte.config import ROMEConfig
+from lte.data.record import EditRecord
+from lte.editor import LTEEditor
+from lte.eval import hparams
+from lte.eval.formats import RAW
+from lte.eval.ftl import layer_module
+
+_START_WORDS = ("The", "Therefore", "Because", "I", "You")  # ROME's context-template seeds
+
+
+def subject_last_index(tokenizer, text: str, subject: str) -> int:
+    """Index, in `tokenizer(text)` ids, of the subject's last token (the last token if absent)."""
+    ids = tokenizer(text)["input_ids"]
+    pos = text.find(subject)
+    if pos < 0:
+        pos = text.lower().find(subject.lower())
+    if pos < 0 or not subject:
+        return len(ids) - 1
+    return min(len(tokenizer(text[:pos + len(subject)])["input_ids"]), len(ids)) - 1
+
+
+def _right_pad(seqs, pad_id: int, device):
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def stats_texts(records: list[EditRecord], limit: int) -> list[str]:
+    """Text for the key covariance: the file's own questions and answers."""
+    texts: list[str] = []
+    for r in records:
+        texts += [r.prompt, *r.rephrase_prompts]
+        texts += [f"{qa.prompt} {qa.answer}" for qas in r.locality.values() for qa in qas]
+        texts += [qa.prompt for qas in r.portability.values() for qa in qas]
+        if len(texts) >= limit:
+            break
+    return [t for t in texts[:limit] if t.strip()]
+
+
+class ROME:
+    name = "rome"
+    retrieves = False
+    fmt = RAW
+
+    def __init__(self, editor: LTEEditor, cfg: ROMEConfig, seed: int = 0):
+        self.editor, self.cfg, self.seed = editor, cfg, seed
+        self.layer = hparams.resolve_layer(cfg.layer, editor.model, "rome_layer")
+        self.module = layer_module(editor.model, self.layer, cfg.module, "rome")
+        self.original = self.module.weight.detach().clone()
+        self._templates: list[str] | None = None
+        self._cov = None  # key covariance of the prepared file (None: identity)
+
+    # ---- Method protocol ---------------------------------------------------------------------
+
+    def reset(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.module.weight.copy_(self.original)
+
+    def contexts(self, questions, owners, k):
+        return [[] for _ in questions], [[] for _ in questions]
+
+    def prepare(self, records: list[EditRecord]) -> None:
+        """Once per evaluated file, on the unedited weights: its key covariance."""
+        self.reset()
+        self.templates()
+        self._cov = (self.key_covariance(stats_texts(records, self.cfg.cov_texts))
+                     if self.cfg.mom2_adjustment else None)
+
+    def insert(self, records):
+        for r in records:
+            if r.target_new:
+                self.apply(r)
+        return {}
+
+    # ---- the algorithm -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _hook(self, fn):
+        handle = self.module.register_forward_hook(fn)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def templates(self) -> list[str]:
+        """"{}" and prefixes the unedited model samples (ROME's context templates), cached."""
+        if self._templates is None:
+            from lte.eval.fluency import sample_texts
+
+            starts, ids = [], []
+            for length, count in self.cfg.context_templates:
+                for i in range(count):
+                    starts.append((_START_WORDS[i % len(_START_WORDS)], length))
+                    ids.append(f"rome-template-{length}-{i}")
+            texts = [sample_texts(self.editor.model, self.editor.tokenizer, [w], [cid],
+                                  length + 1, self.seed)[0]  # +1: the BOS token
+                     for (w, length), cid in zip(starts, ids, strict=True)]
+            self._templates = ["{}"] + [t.replace("{", " ").replace("}", " ") + ". {}"
+                                        for t in texts]
+        return self._templates
+
+    def key_covariance(self, texts: list[str]):
+        """E[k k^T] of the rewritten matrix's input over every token of `texts`."""
+        import torch
+
+        tok, model = self.editor.tokenizer, self.editor.model
+        device = self.editor.device
+        d = self.module.weight.shape[1]
+        total = torch.zeros((d, d), dtype=torch.float64, device=device)
+        count = 0
+        rows: list = []
+
+        def grab(_m, inputs, _out):
+            rows.append(inputs[0].detach())
+
+        batch = self.editor.batch_size
+        with torch.no_grad(), self._hook(grab):
+            for i in range(0, len(texts), batch):
+                seqs = [tok(t)["input_ids"] for t in texts[i:i + batch]]
+                ids, mask = _right_pad(seqs, self.editor.pad_id, device)
+                rows.clear()
+                model(input_ids=ids, attention_mask=mask)
+                keys = rows[0][mask.bool()].double()
+                total += keys.T @ keys
+                count += keys.shape[0]
+        cov = total / max(count, 1)
+        ridge = self.cfg.cov_ridge * torch.diagonal(cov).mean()
+        return cov + ridge * torch.eye(d, dtype=cov.dtype, device=device)
+
+    def _inputs_outputs(self, seqs, lookups):
+        """(W's input, W's output) at each sequence's lookup position, unedited forward."""
+        import torch
+
+        got: dict = {}
+
+        def grab(_m, inputs, out):
+            got["k"], got["v"] = inputs[0].detach(), out.detach()
+
+        ids, mask = _right_pad(seqs, self.editor.pad_id, self.editor.device)
+        with torch.no_grad(), self._hook(grab):
+            self.editor.model(input_ids=ids, attention_mask=mask)
+        rows = torch.arange(len(seqs), device=ids.device)
+        at = torch.tensor(lookups, device=ids.device)
+        return got["k"][rows, at].float(), got["v"][rows, at].float()
+
+    def _lookup(self, text: str, subject: str) -> int:
+        if self.cfg.fact_token == "last":
+            return len(self.editor.tokenizer(text)["input_ids"]) - 1
+        return subject_last_index(self.editor.tokenizer, text, subject)
+
+    def apply(self, record: EditRecord) -> None:
+        """One ROME edit of the current weights."""
+        import torch
+        import torch.nn.functional as F
+
+        cfg, tok, model = self.cfg, self.editor.tokenizer, self.editor.model
+        device = self.editor.device
+        # Rewriting sequences: template + prompt + target[:-1]; the target is predicted.
+        seqs, lookups, targets = [], [], []
+        for template in self.templates():
+            text = template.format(record.prompt)
+            p_ids, t_ids = RAW.encode(tok, text, [], record.target_new)
+            if not t_ids:
+                return
+            seqs.append(p_ids + t_ids[:-1])
+            lookups.append(self._lookup(text, record.subject))
+            targets.append([(len(p_ids) - 1 + j, t) for j, t in enumerate(t_ids)])
+        n_rw = len(seqs)
+        kl_text = f"{record.subject} is a"
+        seqs.append(list(tok(kl_text)["input_ids"]))
+        lookups.append(self._lookup(kl_text, record.subject))
+
+        keys, _ = self._inputs_outputs(seqs[:n_rw], lookups[:n_rw])
+        k_star = keys.mean(0)
+        k_bare, v_bare = keys[0], self._inputs_outputs(seqs[:1], lookups[:1])[1][0]
+
+        ids, mask = _right_pad(seqs, self.editor.pad_id, device)
+        rows = torch.arange(len(seqs), device=device)
+        at = torch.tensor(lookups, device=device)
+        delta = torch.zeros_like(v_bare, requires_grad=True)
+
+        def add_delta(_m, _inputs, out):
+            out = out.clone()
+            out[rows, at] = out[rows, at] + delta.to(out.dtype)
+            return out
+
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        for p in model.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.Adam([delta], lr=cfg.v_lr)
+        max_norm = cfg.clamp_norm_factor * v_bare.norm()
+        kl_init = None
+        try:
+            with torch.enable_grad(), self._hook(add_delta):
+                for _ in range(cfg.v_steps):
+                    opt.zero_grad()
+                    logp = F.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(),
+                                         -1)
+                    nll = torch.stack([
+                        -torch.stack([logp[i, pos, t] for pos, t in targets[i]]).mean()
+                        for i in range(n_rw)]).mean()
+                    kl_logp = logp[n_rw, lookups[n_rw]]
+                    if kl_init is None:
+                        kl_init = kl_logp.detach()
+                    kl = F.kl_div(kl_logp, kl_init, log_target=True, reduction="sum")
+                    decay = cfg.v_weight_decay * delta.norm() / v_bare.norm() ** 2
+                    if nll.item() < 5e-2:  # ROME's early stop
+                        break
+                    (nll + cfg.kl_factor * kl + decay).backward()
+                    opt.step()
+                    with torch.no_grad():
+                        if delta.norm() > max_norm:
+                            delta.mul_(max_norm / delta.norm())
+        finally:
+            for n, p in model.named_parameters():
+                p.requires_grad_(flags[n])
+            model.eval()
+
+        with torch.no_grad():
+            u = k_star.double()
+            if self._cov is not None:
+                u = torch.linalg.solve(self._cov, u)
+            u = (u / u.norm()).float()
+            right = delta.detach() / torch.dot(k_bare, u)
+            w = self.module.weight
+            w.add_(torch.outer(right, u).to(w.dtype))
