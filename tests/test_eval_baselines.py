@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from eval_support import make_records, tiny_model, tiny_tokenizer
+from eval_support import make_editor, make_records, tiny_model, tiny_tokenizer
 
 from lte.config import FTLConfig, ROMEConfig
 from lte.data.record import EditRecord
-from lte.editor import LTEEditor
 from lte.eval import hparams
 from lte.eval.formats import RAW
 
@@ -32,7 +31,7 @@ def test_easyedit_layers_scale_to_depth():
 def test_ft_m_is_the_target_new_objective_and_ft_l_the_configured_one():
     from lte.eval.ftl import FTL
 
-    ed = LTEEditor(tiny_model(), tiny_tokenizer(), None)
+    ed = make_editor(tiny_model(), tiny_tokenizer(), None)
     assert FTL(ed, FTLConfig(), name="ft-m").objective == "target_new"
     assert FTL(ed, FTLConfig(), name="ft-l").objective == "prompt_last"
 
@@ -41,7 +40,7 @@ def test_ice_puts_the_cases_own_fact_before_the_question_in_raw_text():
     from lte.eval.ice import ICE
 
     tok = tiny_tokenizer()
-    ice = ICE(LTEEditor(tiny_model(), tok, None))
+    ice = ICE(make_editor(tiny_model(), tok, None))
     rec = make_records(2)
     descs, hits = ice.contexts(["q1", "q2"], rec, 5)
     assert descs == [[rec[0].descriptor], [rec[1].descriptor]] and hits == [[], []]
@@ -56,7 +55,7 @@ def shipped():
     from lte.modeling.load import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer("lte:tiny")
-    return LTEEditor(model, tok, None)
+    return make_editor(model, tok, None)
 
 
 def _argmax(editor, question, target):

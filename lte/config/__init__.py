@@ -34,9 +34,9 @@ from lte.config.schema import (
     EmbedderConfig,
     EvalConfig,
     FTLConfig,
-    ROMEConfig,
     MemoryConfig,
     ModelConfig,
+    ROMEConfig,
     ServeConfig,
     WandbConfig,
 )

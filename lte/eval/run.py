@@ -16,6 +16,7 @@ from lte.data.record import EditRecord
 from lte.errors import UserError
 from lte.eval.aggregate import AGGREGATIONS
 from lte.eval.formats import method_format
+from lte.eval.methods import RetrievalMethod
 from lte.eval.protocols import run_protocol
 from lte.eval.registry import METHODS, check_names, method_names
 from lte.eval.scoring import ScoreOptions, pre_edit_locality

@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lte import prompts
 from lte.config import EvalConfig
 from lte.data.record import EditRecord
 from lte.eval import metrics as M
