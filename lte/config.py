@@ -177,6 +177,7 @@ class FTLConfig:
 
 EVAL_METHODS = ("lte", "no-edit", "prompt-only", "gold-context", "ft-l")
 EVAL_PROTOCOLS = ("single", "batch", "sequential")
+EVAL_BACKENDS = ("local", "serve")  # in this process | through a live `lte serve` (lte.eval.remote)
 
 
 @dataclass
@@ -198,6 +199,12 @@ class EvalConfig:
     ftl: FTLConfig = field(default_factory=FTLConfig)
     out: str = "eval-out"  # output folder: results.json, results.md, plots
     wandb_project: str | None = None  # log the results table to W&B when set
+    # Where the methods run (lte.eval.remote): local loads the model here; serve sends edits,
+    # scores and generations to a live `lte serve` (write token from env LTE_API_TOKEN).
+    backend: str = "local"  # local | serve
+    serve_url: str | None = None  # the server for backend=serve, e.g. http://127.0.0.1:8000
+    serve_concurrency: int = 16  # requests in flight at once (feed every Generator replica)
+    serve_edit_batch: int = 64  # edits per POST /v1/edits (the server's limit: 256)
 
     def __post_init__(self):
         for m in self.methods:
@@ -209,6 +216,11 @@ class EvalConfig:
         _check_positive("eval.batch_size", self.batch_size)
         _check_positive("eval.fluency_tokens", self.fluency_tokens)
         _check_positive("eval.hit_k", self.hit_k)
+        _check_choice("eval.backend", self.backend, EVAL_BACKENDS)
+        _check_positive("eval.serve_concurrency", self.serve_concurrency)
+        _check_positive("eval.serve_edit_batch", self.serve_edit_batch)
+        if self.backend == "serve" and not self.serve_url:
+            _report("eval.backend=serve needs serve_url (lte eval --serve URL)")
 
 
 @dataclass
@@ -235,12 +247,20 @@ class ServeConfig:
     shard_num_gpus: float = 0.0  # e.g. 0.25: shards share GPUs with a GPU FAISS index
     ingress_num_cpus: float = 0.25  # Ray resources of the HTTP ingress replica
     ingress_replicas: int = 1  # HTTP ingress replicas (stateless; shards stay one replica each)
+    # Generator replicas (lte.serve.replicas): each holds the model; requests spread over them.
+    generator_replicas: int = 1  # 0: one per GPU the cluster has left after the shards' share
+    generator_max_replicas: int = 0  # > generator_replicas: Ray Serve autoscales between the two
 
     def __post_init__(self):
         for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
                      "max_k", "batch_size", "max_ongoing_requests", "torch_threads", "num_cpus",
                      "ingress_replicas"):
             _check_positive(f"serve.{name}", getattr(self, name))
+        for name in ("generator_replicas", "generator_max_replicas"):
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
+                _report(f"serve.{name}={getattr(self, name)!r} must be >= 0")
+        if self.generator_replicas == 0 and not self.generator_num_gpus:
+            _report("serve.generator_replicas=0 (one per GPU) needs generator_num_gpus > 0")
         if isinstance(self.port, int) and self.port > 65535:
             _report(f"serve.port={self.port!r} must be <= 65535")
         if isinstance(self.batch_wait_s, (int, float)) and self.batch_wait_s < 0:

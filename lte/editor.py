@@ -119,6 +119,14 @@ class LTEEditor:
     def forget(self, ids: Sequence[int]) -> int:
         return self.memory.delete(list(ids))
 
+    def memory_stats(self) -> dict:
+        """Counts and sizes of the edit memory (`EditMemory.stats`); {} without one."""
+        return self.memory.stats() if self.memory is not None else {}
+
+    def close(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+
     def retrieve(self, questions, k: int | None = None) -> list[list]:
         questions = _as_list(questions)
         if self.memory is None or not questions:
@@ -219,12 +227,12 @@ class LTEEditor:
                 out[i] = new
         return out  # type: ignore[return-value]
 
-    def answer(self, questions, descriptors=None,
-               max_new_tokens: int | None = None) -> list[Answer]:
+    def answer(self, questions, descriptors=None, max_new_tokens: int | None = None,
+               min_new_tokens: int = 0) -> list[Answer]:
         """Generate answers with retrieved (or given) descriptors in the editing prompt."""
         questions = _as_list(questions)
         descs, hits = self._resolve(questions, descriptors)
         ids = [self.prompt_ids(q, d) for q, d in zip(questions, descs, strict=True)]
-        gen = self.generate_ids(ids, max_new_tokens or self.max_new_tokens)
+        gen = self.generate_ids(ids, max_new_tokens or self.max_new_tokens, min_new_tokens)
         texts = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
         return [Answer(t.strip(), h) for t, h in zip(texts, hits, strict=True)]

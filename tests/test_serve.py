@@ -187,3 +187,21 @@ def test_bench_needs_a_token():
                           "http://127.0.0.1:9"], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 2 and "LTE_API_TOKEN" in out.stderr
+
+
+def test_generator_replicas_from_the_config():
+    from lte.config import MemoryConfig, ServeConfig
+    from lte.serve.replicas import generator_scaling, replicas_per_gpu
+
+    assert generator_scaling(ServeConfig()) == {"num_replicas": 1}
+    assert generator_scaling(ServeConfig(generator_replicas=2)) == {"num_replicas": 2}
+    auto = generator_scaling(ServeConfig(generator_replicas=1, generator_max_replicas=4))
+    assert auto["autoscaling_config"]["min_replicas"] == 1
+    assert auto["autoscaling_config"]["max_replicas"] == 4
+    gpu = ServeConfig(memory=MemoryConfig(shards=4), generator_replicas=0, generator_num_gpus=0.9,
+                      shard_num_gpus=0.1)
+    assert replicas_per_gpu(gpu, 8) == 8  # one per GPU; the shards' 0.4 fit beside them
+    assert replicas_per_gpu(gpu, 16) == 16
+    assert generator_scaling(gpu, cluster_gpus=8) == {"num_replicas": 8}
+    with pytest.raises(UserError, match="generator_replicas"):
+        replicas_per_gpu(gpu, 0)

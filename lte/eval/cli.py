@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="lte, no-edit, prompt-only, gold-context, ft-l (comma-separated)")
     p.add_argument("--sizes", type=_sizes, help="numbers of edits N, e.g. 10,100,1000")
     p.add_argument("--out", help="output folder")
+    p.add_argument("--serve", metavar="URL",
+                   help="run the methods through a live `lte serve` at URL (backend=serve; "
+                        "write token from $LTE_API_TOKEN)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any EvalConfig field, e.g. --set ftl.steps=10")
     p.set_defaults(func=run)
@@ -53,6 +56,8 @@ def build_eval_config(args):
         overrides.append(f"base_model={args.base_model}")
     if args.out:
         overrides.append(f"out={args.out}")
+    if getattr(args, "serve", None):
+        overrides += ["backend=serve", f"serve_url={args.serve}"]
     cfg = load_config(EvalConfig, args.config, overrides)
     # Lists straight from flags: YAML-parsing file names or method names could retype them.
     from dataclasses import replace

@@ -3,6 +3,9 @@
 All questions of all cases go through the editor in a few batched calls: teacher-forced
 predictions for rewrite, rephrase, portability and locality questions; greedy generation for
 exact match and latency; 100-token generation for fluency on the first `fluency_cases` cases.
+The editor is used through questions, descriptors and targets only (`answer`, `predict_tokens`,
+`contexts`), so the same code scores an in-process `LTEEditor` and the serving tier
+(`lte.eval.remote.RemoteEditor`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lte import prompts
 from lte.data.record import EditRecord
 from lte.eval import metrics as M
 
@@ -60,24 +62,20 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     editor = method.editor
     records = list(records)
     results = [M.CaseResult(case_id=r.case_id) for r in records]
-    tok = editor.tokenizer
+    questions = [r.prompt for r in records]
 
     # Rewrite prompts: retrieval + greedy answer, timed as the user would see it.
     t0 = time.perf_counter()
-    rw_descs, rw_hits = method.contexts([r.prompt for r in records], records, opts.hit_k)
-    rw_prompt_ids = [prompts.prompt_and_target_ids(tok, r.prompt, d, "")[0]
-                     for r, d in zip(records, rw_descs, strict=True)]
-    gen = editor.generate_ids(rw_prompt_ids, opts.max_new_tokens)
+    rw_descs, rw_hits = method.contexts(questions, records, opts.hit_k)
+    answers = [a.text for a in editor.answer(questions, descriptors=rw_descs,
+                                             max_new_tokens=opts.max_new_tokens)]
     latency_ms = 1000.0 * (time.perf_counter() - t0) / max(len(records), 1)
-    answers = tok.batch_decode(gen, skip_special_tokens=True)
 
-    rw_preds = editor.predict_pairs([
-        (p, prompts.prompt_and_target_ids(tok, r.prompt, [], r.target_new)[1])
-        for p, r in zip(rw_prompt_ids, records, strict=True)])
+    rw_preds = editor.predict_tokens(questions, [r.target_new for r in records], rw_descs)
     for i, r in enumerate(records):
         res = results[i]
         res.edit_succ = rw_preds[i].accuracy
-        res.gen_em = M.exact_match(answers[i].strip(), [r.target_new])
+        res.gen_em = M.exact_match(answers[i], [r.target_new])
         if method.retrieves and r.case_id in memory_ids:
             ids = [h.id for h in rw_hits[i]]
             res.hit1 = M.hit_at_k(ids, memory_ids[r.case_id], 1)
@@ -112,8 +110,9 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     # Fluency: a fixed-length greedy continuation of the rewrite prompt.
     n_flu = min(opts.fluency_cases, len(records))
     if n_flu > 0:
-        flu = editor.generate_ids(rw_prompt_ids[:n_flu], opts.fluency_tokens,
-                                  min_new_tokens=opts.fluency_tokens)
-        for i, text in enumerate(tok.batch_decode(flu, skip_special_tokens=True)):
-            results[i].fluency = M.compute_n_gram_entropy(text)
+        flu = editor.answer(questions[:n_flu], descriptors=rw_descs[:n_flu],
+                            max_new_tokens=opts.fluency_tokens,
+                            min_new_tokens=opts.fluency_tokens)
+        for i, a in enumerate(flu):
+            results[i].fluency = M.compute_n_gram_entropy(a.text)
     return results, latency_ms
