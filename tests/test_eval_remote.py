@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serve_support import ServerProcess, tiny_model_path
+from wandb_support import offline_runs, read_run
 
 from lte.cli import main
 from lte.eval.remote import TOKEN_ENV
@@ -43,35 +44,39 @@ def _metrics(path: Path) -> dict:
             {k: v for k, v in r["metrics"].items() if k not in TIMING} for r in runs}
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One live `lte serve` (2 shards, the tiny model) for every test of this module."""
+    tmp = tmp_path_factory.mktemp("serve")
+    proc = ServerProcess(tmp / "memory", tiny_model_path(tmp), TOKEN, 2, tmp / "serve.log",
+                         extra=("--set", "batch_wait_s=0.002"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
 @pytest.mark.slow
-def test_serve_backend_gives_the_in_process_metrics(tmp_path, monkeypatch):
+def test_serve_backend_gives_the_in_process_metrics(server, tmp_path, monkeypatch):
     from lte.data.synth import write_world
 
     world = write_world(tmp_path / "world.json", 50, seed=11)
-    model = tiny_model_path(tmp_path)
-    common = ["eval", "--config", str(CONFIGS / "tiny.yaml"), "--model", model,
+    common = ["eval", "--config", str(CONFIGS / "tiny.yaml"), "--model", server.model,
               "--data", str(world), "--set", "fluency_cases=4", "--set", "fluency_tokens=24"]
     # Batch at N=50 for every method that can run remotely; sequential (insert, evaluate, in
-    # order) on a shorter stream, to keep the test within a minute or two on 2 cores.
+    # order) on a shorter stream, to keep the test within a few minutes on 2 cores.
     runs = {"batch": ["--methods", "lte,no-edit,gold-context", "--protocol", "batch",
                       "--sizes", "50"],
             "sequential": ["--methods", "lte", "--protocol", "sequential", "--sizes", "6"]}
     for name, flags in runs.items():
         assert main([*common, *flags, "--out", str(tmp_path / f"local-{name}")]) == 0
-
-    server = ServerProcess(tmp_path / "memory", model, TOKEN, 2, tmp_path / "serve.log",
-                           extra=("--set", "batch_wait_s=0.002"))
-    server.start()
-    try:
-        monkeypatch.setenv(TOKEN_ENV, TOKEN)
-        for name, flags in runs.items():
-            assert main([*common, *flags, "--serve", server.url, "--set", "serve_concurrency=8",
-                         "--set", "serve_edit_batch=16",
-                         "--out", str(tmp_path / f"remote-{name}")]) == 0
-        # Every edit the evaluation stored was removed again (each protocol resets the memory).
-        assert httpx.get(f"{server.url}/healthz").json()["edits"] == 0
-    finally:
-        server.stop()
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for name, flags in runs.items():
+        assert main([*common, *flags, "--serve", server.url, "--set", "serve_concurrency=8",
+                     "--set", "serve_edit_batch=16", "--set", "wandb_project=lte-test",
+                     "--out", str(tmp_path / f"remote-{name}")]) == 0
+    # Every edit the evaluation stored was removed again (each protocol resets the memory).
+    assert httpx.get(f"{server.url}/healthz").json()["edits"] == 0
     for name in runs:
         local = _metrics(tmp_path / f"local-{name}" / "results.json")
         remote = _metrics(tmp_path / f"remote-{name}" / "results.json")
@@ -81,3 +86,36 @@ def test_serve_backend_gives_the_in_process_metrics(tmp_path, monkeypatch):
     lte50 = _metrics(tmp_path / "local-batch" / "results.json")[("world", "lte", "batch",
                                                                   "final", 50)]
     assert lte50["retrieval_hit1"] > 0.5 and lte50["edit_succ"] > 0.5  # a real signal, not zeros
+    [wandb_dir] = offline_runs(tmp_path / "remote-batch")
+    run = read_run(wandb_dir)
+    assert run["job_type"] == "eval-serve" and {"serve_url", "backend"} <= run["config"]
+    assert "world/lte/batch-final/N50/edit_succ" in run["summary"]
+    assert "memory/live" in run["summary"]
+
+
+@pytest.mark.slow
+def test_openai_client_gets_the_edited_answer(server):
+    import openai
+
+    from lte.serve.loadtest import world_records
+
+    records = world_records(3, seed=5)
+    body = {"edits": [{"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new}
+                      for r in records]}
+    ids = httpx.post(f"{server.url}/v1/edits", json=body, headers=server.auth).json()["ids"]
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="reads-need-no-token")
+    assert [m.id for m in client.models.list()] == ["lte"]
+    edited = 0
+    for edit_id, r in zip(ids, records, strict=True):
+        done = client.chat.completions.create(
+            model="lte", messages=[{"role": "system", "content": "ignored"},
+                                   {"role": "user", "content": r.prompt}])
+        content = done.choices[0].message.content
+        assert done.model_extra["retrieved"][0]["id"] == edit_id
+        query = httpx.post(f"{server.url}/v1/query", json={"question": r.prompt}).json()
+        assert content == query["answer"]  # the same editing prompt, the same greedy answer
+        edited += content == r.target_new
+    assert edited >= 2, "the tiny model should answer most stored edits with the new target"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
+                                                                  "content": "q"}])
