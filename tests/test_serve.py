@@ -81,6 +81,27 @@ def test_query_defaults_and_checks():
         assert _error(parse_query, payload, LIMITS, 1).field == field
 
 
+def test_query_scoring_fields():
+    q = parse_query({"question": "Q?"}, LIMITS, 1)
+    assert (q.targets, q.hits_k, q.descriptors, q.max_new_tokens, q.min_new_tokens) == \
+        ((), None, None, None, 0)
+    q = parse_query({"question": "Q?", "k": 2, "hits_k": 3, "targets": ["a", "b"],
+                     "descriptors": [], "max_new_tokens": 8, "min_new_tokens": 8}, LIMITS, 1)
+    assert (q.targets, q.hits_k, q.descriptors, q.max_new_tokens, q.min_new_tokens) == \
+        (("a", "b"), 3, (), 8, 8)
+    for payload, field in [({"question": "Q?", "k": 2, "hits_k": 1}, "hits_k"),
+                           ({"question": "Q?", "hits_k": 99}, "hits_k"),
+                           ({"question": "Q?", "targets": []}, "targets"),
+                           ({"question": "Q?", "targets": "a"}, "targets"),
+                           ({"question": "Q?", "targets": ["a", ""]}, "targets[1]"),
+                           ({"question": "Q?", "descriptors": [3]}, "descriptors[0]"),
+                           ({"question": "Q?", "max_new_tokens": 0}, "max_new_tokens"),
+                           ({"question": "Q?", "max_new_tokens": 10_000}, "max_new_tokens"),
+                           ({"question": "Q?", "max_new_tokens": 4, "min_new_tokens": 5},
+                            "min_new_tokens")]:
+        assert _error(parse_query, payload, LIMITS, 1).field == field
+
+
 @pytest.mark.parametrize("raw, status", [
     (b"", 400), (b"  ", 400), (b"{", 400), (b"\xff\xfe{}", 400), (b"[" * 5000 + b"]" * 5000, 400),
     (b'{"k": 1' + b"0" * 5000 + b"}", 400), (b"x" * 100_001, 413),
