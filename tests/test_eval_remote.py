@@ -62,11 +62,11 @@ def test_serve_backend_gives_the_in_process_metrics(server, tmp_path, monkeypatc
     world = write_world(tmp_path / "world.json", 50, seed=11)
     common = ["eval", "--config", str(CONFIGS / "tiny.yaml"), "--model", server.model,
               "--data", str(world), "--set", "fluency_cases=4", "--set", "fluency_tokens=24"]
-    # Batch at N=50 for every method that can run remotely; sequential (insert, evaluate, in
-    # order) on a shorter stream, to keep the test within a few minutes on 2 cores.
-    runs = {"batch": ["--methods", "lte,no-edit,gold-context", "--protocol", "batch",
-                      "--sizes", "50"],
-            "sequential": ["--methods", "lte", "--protocol", "sequential", "--sizes", "6"]}
+    # Batch at N=50 for LTE and a baseline with given descriptors (no-edit is the same path with
+    # none, as in the pre-edit pass); sequential (insert, evaluate, in order) on a shorter
+    # stream, to keep the test short on 2 cores.
+    runs = {"batch": ["--methods", "lte,gold-context", "--protocol", "batch", "--sizes", "50"],
+            "sequential": ["--methods", "lte", "--protocol", "sequential", "--sizes", "5"]}
     for name, flags in runs.items():
         assert main([*common, *flags, "--out", str(tmp_path / f"local-{name}")]) == 0
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
@@ -80,7 +80,7 @@ def test_serve_backend_gives_the_in_process_metrics(server, tmp_path, monkeypatc
     for name in runs:
         local = _metrics(tmp_path / f"local-{name}" / "results.json")
         remote = _metrics(tmp_path / f"remote-{name}" / "results.json")
-        assert local.keys() == remote.keys() and len(local) == (3 if name == "batch" else 2)
+        assert local.keys() == remote.keys() and len(local) == 2
         for key, metrics in local.items():
             assert remote[key] == metrics, key
     lte50 = _metrics(tmp_path / "local-batch" / "results.json")[("world", "lte", "batch",

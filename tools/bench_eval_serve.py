@@ -7,8 +7,9 @@ machine falls on every setting), starts `lte serve` (configs/serve/tiny.yaml, `t
 1 per replica, a fresh memory), waits for /healthz, then times the same evaluation through it:
 method lte, batch protocol, N cases of the synthetic world (pre-edit predictions, inserts,
 every teacher-forced question, generation, reset: what `lte eval --serve` does). Reported:
-cases/s per setting (summed over repeats) and the ratio to the first setting. Server start-up
-is not timed.
+cases/s per setting (summed over repeats) and the ratio to the first setting, for the whole
+evaluation and for the protocol run alone (inserts, scoring, reset: without loading the data,
+the pre-edit pass and writing reports). Server start-up is not timed.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=30)
 
 
-def timed_eval(url: str, world: Path, out: Path, args) -> float:
+def timed_eval(url: str, world: Path, out: Path, args) -> tuple[float, float]:
+    """(seconds of the whole run_eval, seconds of the protocol run alone as eval logs it)."""
     from lte.config import EvalConfig, load_config
     from lte.eval.run import run_eval
 
@@ -82,9 +84,19 @@ def timed_eval(url: str, world: Path, out: Path, args) -> float:
 
     cfg = replace(cfg, data=[str(world)], methods=["lte"], protocols=["batch"],
                   sizes=[args.cases])
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        print(line, file=sys.stderr)
+
     t0 = time.perf_counter()
-    run_eval(cfg, log=lambda line: print(line, file=sys.stderr))
-    return time.perf_counter() - t0
+    run_eval(cfg, log=log)
+    wall = time.perf_counter() - t0
+    # "eval: <dataset> N=.. batch lte: ... (12.3s)": inserts, scoring, reset; no pre-edit pass,
+    # no loading or reports.
+    protocol = float(lines[-1].rsplit("(", 1)[1].rstrip("s)"))
+    return wall, protocol
 
 
 def main() -> None:
@@ -107,6 +119,7 @@ def main() -> None:
 
     counts = [int(r) for r in args.replicas.split(",")]
     walls: dict[int, list[float]] = {r: [] for r in counts}
+    protocols: dict[int, list[float]] = {r: [] for r in counts}
     with tempfile.TemporaryDirectory(prefix="bench-eval-serve-") as tmp:
         work = Path(tmp)
         world = write_world(work / "world.json", args.cases, seed=args.seed)
@@ -114,22 +127,27 @@ def main() -> None:
             for r in counts:
                 proc, url = start_server(r, work, args)
                 try:
-                    wall = timed_eval(url, world, work / f"eval-{r}-{rep}", args)
+                    wall, protocol = timed_eval(url, world, work / f"eval-{r}-{rep}", args)
                 finally:
                     stop_server(proc)
                 walls[r].append(wall)
+                protocols[r].append(protocol)
                 print(f"[{rep + 1}/{args.repeats}] generator_replicas={r}: {args.cases} cases "
-                      f"in {wall:.1f} s = {args.cases / wall:.2f} cases/s", flush=True)
+                      f"in {wall:.1f} s = {args.cases / wall:.2f} cases/s (protocol alone "
+                      f"{protocol:.1f} s)", flush=True)
     base = counts[0]
     result = {"cases": args.cases, "repeats": args.repeats, "concurrency": args.concurrency,
               "cpus": os.cpu_count(), "load_avg_end": os.getloadavg(), "settings": {}}
     for r in counts:
         rate = args.cases * len(walls[r]) / sum(walls[r])
-        result["settings"][r] = {"cases_per_s": round(rate, 3),
-                                 "wall_s": [round(w, 2) for w in walls[r]]}
+        result["settings"][r] = {
+            "cases_per_s": round(rate, 3), "wall_s": [round(w, 2) for w in walls[r]],
+            "protocol_cases_per_s": round(args.cases * len(walls[r]) / sum(protocols[r]), 3),
+            "protocol_s": protocols[r]}
     for r in counts:
-        result["settings"][r]["ratio_vs_first"] = round(
-            result["settings"][r]["cases_per_s"] / result["settings"][base]["cases_per_s"], 3)
+        for key in ("cases_per_s", "protocol_cases_per_s"):
+            result["settings"][r][f"{key}_ratio_vs_first"] = round(
+                result["settings"][r][key] / result["settings"][base][key], 3)
         per_rep = [b / w for b, w in zip(walls[base], walls[r], strict=True)]
         result["settings"][r]["ratio_per_repeat"] = [round(x, 3) for x in per_rep]
     print(json.dumps(result, indent=1))
