@@ -69,7 +69,7 @@ def test_load_test_run_has_throughput_and_latency_over_time(tmp_path):
                      latencies={"edit": [0.01], "query": [0.02]}, timeline=timeline)
     result = {"url": "http://x", "concurrency": 4, "serve": stats.summary(),
               "baseline": stats.summary(), "wall_ratio": 1.1, "overhead_pct": 10.0}
-    log_wandb("lte-test", result, [stats])
+    log_wandb("lte-test", result, [stats], folder=tmp_path)
     [run_dir] = offline_runs(tmp_path)
     run = read_run(run_dir)
     assert run["job_type"] == "bench-serve"

@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from lte.data.record import EditRecord
 
@@ -280,7 +281,8 @@ def run_loadtest(url: str, token: str, cfg, *, concurrency: int = 16, ops: int =
         with open(out, "w") as f:
             json.dump(result, f, indent=2)
     if wandb_project:
-        log_wandb(wandb_project, result, serve_runs)
+        log_wandb(wandb_project, result, serve_runs,
+                  folder=Path(out).resolve().parent if out else None)
     return result
 
 
@@ -304,13 +306,14 @@ def windows(timeline: list[tuple[float, str, float]], n: int = 20) -> list[dict]
     return out
 
 
-def log_wandb(project: str, result: dict, serve_runs: list[RunStats]) -> None:
+def log_wandb(project: str, result: dict, serve_runs: list[RunStats],
+              folder: Path | None = None) -> None:
     """The load test's W&B run: latency percentiles and throughput over time per repeat (one
     x axis: seconds since the repeat started), the totals and the ratio in the summary."""
     from lte.tracking import wandb_run
 
     config = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
-    with wandb_run(project, "bench-serve", config=config) as run:
+    with wandb_run(project, "bench-serve", config=config, folder=folder) as run:
         if run is None:
             return
         run.define_metric("time_s")
