@@ -121,6 +121,14 @@ class LTEEditor:
     def forget(self, ids: Sequence[int]) -> int:
         return self.memory.delete(list(ids))
 
+    def memory_stats(self) -> dict:
+        """Counts and sizes of the edit memory (`EditMemory.stats`); {} without one."""
+        return self.memory.stats() if self.memory is not None else {}
+
+    def close(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+
     def retrieve(self, questions, k: int | None = None) -> list[list]:
         questions = _as_list(questions)
         if self.memory is None or not questions:
@@ -153,7 +161,8 @@ class LTEEditor:
 
     # ---- scoring -----------------------------------------------------------------------------
 
-    def predict_tokens(self, questions, targets, descriptors=None) -> list[TokenPrediction]:
+    def predict_tokens(self, questions, targets, descriptors=None,
+                       fmt: prompts.PromptFormat = prompts.CHAT) -> list[TokenPrediction]:
         """Teacher-forced argmax at each target token after the editing prompt.
 
         `descriptors`: one list per question; None retrieves them from memory.
@@ -162,7 +171,7 @@ class LTEEditor:
         if len(questions) != len(targets):
             raise ValueError("one target per question")
         descs, _ = self._resolve(questions, descriptors)
-        pairs = [prompts.prompt_and_target_ids(self.tokenizer, q, d, t)
+        pairs = [fmt.encode(self.tokenizer, q, d, t)
                  for q, d, t in zip(questions, descs, targets, strict=True)]
         return self.predict_pairs(pairs)
 
@@ -221,12 +230,21 @@ class LTEEditor:
                 out[i] = new
         return out  # type: ignore[return-value]
 
-    def answer(self, questions, descriptors=None,
-               max_new_tokens: int | None = None) -> list[Answer]:
+    def sample_fluency(self, texts, case_ids, total_tokens: int, seed: int) -> list[str]:
+        """The reference's Fluency texts: each bare text, top-k sampled to `total_tokens`."""
+        from lte.modeling.sampling import sample_texts
+
+        return sample_texts(self.model, self.tokenizer, list(texts), list(case_ids),
+                            total_tokens, seed)
+
+    def answer(self, questions, descriptors=None, max_new_tokens: int | None = None,
+               min_new_tokens: int = 0, fmt: prompts.PromptFormat = prompts.CHAT
+               ) -> list[Answer]:
         """Generate answers with retrieved (or given) descriptors in the editing prompt."""
         questions = _as_list(questions)
         descs, hits = self._resolve(questions, descriptors)
-        ids = [self.prompt_ids(q, d) for q, d in zip(questions, descs, strict=True)]
-        gen = self.generate_ids(ids, max_new_tokens or self.max_new_tokens)
+        ids = [fmt.encode(self.tokenizer, q, d, "")[0]
+               for q, d in zip(questions, descs, strict=True)]
+        gen = self.generate_ids(ids, max_new_tokens or self.max_new_tokens, min_new_tokens)
         texts = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
         return [Answer(t.strip(), h) for t, h in zip(texts, hits, strict=True)]

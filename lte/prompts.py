@@ -7,6 +7,7 @@ module, so that alignment data and inference see byte-identical prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 EDIT_PROMPT_TEMPLATE = (
     "Please acknowledge the updated information provided below and respond to the subsequent "
@@ -105,3 +106,24 @@ def raw_prompt_and_target_ids(tokenizer, question: str, descriptors: Sequence[st
     if full[:len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
         return prompt_ids, full[len(prompt_ids):]
     return prompt_ids, _ids(tokenizer, target)
+
+
+# How a question becomes token ids: chat template or raw text, and which wording. LTE is
+# scored as it was aligned (chat, training wording); EasyEdit scores its baselines on raw text.
+@dataclass(frozen=True)
+class PromptFormat:
+    template: str = "chat"  # chat | raw
+    variant: str = "training"  # a key of PROMPT_VARIANTS
+
+    def encode(self, tokenizer, question: str, descriptors, target: str
+               ) -> tuple[list[int], list[int]]:
+        """(prompt ids, target ids) of `question` with `descriptors`, for scoring `target`."""
+        if self.template == "raw":
+            return raw_prompt_and_target_ids(tokenizer, question, list(descriptors),
+                                                     target, self.variant)
+        return prompt_and_target_ids(tokenizer, question, list(descriptors), target,
+                                             self.variant)
+
+
+CHAT = PromptFormat()
+RAW = PromptFormat(template="raw")

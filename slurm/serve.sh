@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Serve LTE on a Slurm allocation: a Ray head on the first node, Ray workers on the others, then
-# `lte serve` joins the cluster (ray_address=auto) and deploys the memory shards and the Generator.
+# `lte serve` joins the cluster (ray_address=auto) and deploys the memory shards and the Generator
+# replicas: with the GPU preset's generator_replicas: 0, one per GPU of the whole allocation
+# (counted once every node has joined, below), the shards on GPUs beside them.
 #   LTE_API_TOKEN=secret sbatch slurm/serve.sh [CONFIG] [lte serve flags...]
 # Without Slurm (one node): launch/serve.sh CONFIG.
 #

@@ -97,7 +97,7 @@ def test_one_rome_edit_makes_the_target_the_argmax_and_keeps_an_unrelated_prompt
 
 
 def test_reference_fluency_is_seeded_per_case_and_counts_the_prompt(shipped):
-    from lte.eval.fluency import sample_texts
+    from lte.modeling.sampling import sample_texts
 
     tok = shipped.tokenizer
     a = sample_texts(shipped.model, tok, ["Who is Ann?", "Who is Bob?"], ["1", "2"], 20, seed=0)

@@ -22,7 +22,8 @@ from lte.serve.validation import (
     parse_query,
 )
 
-LIMITS = Limits(max_body_bytes=1000, max_edits_per_request=3, max_field_chars=50, max_k=4)
+LIMITS = Limits(max_body_bytes=1000, max_edits_per_request=3, max_field_chars=50, max_k=4,
+                max_new_tokens=512)
 EDIT = {"subject": "Ada", "prompt": "Where was Ada born?", "target_new": "Paris"}
 
 
@@ -86,6 +87,27 @@ def test_query_defaults_and_checks():
                            ({"question": "\u200b"}, "question"),
                            ({"question": "\x1b[31m"}, "question"),
                            ({"question": "Q?", "top": 3}, "top")]:
+        assert _error(parse_query, payload, LIMITS, 1).field == field
+
+
+def test_query_scoring_fields():
+    q = parse_query({"question": "Q?"}, LIMITS, 1)
+    assert (q.targets, q.hits_k, q.descriptors, q.max_new_tokens, q.min_new_tokens) == \
+        ((), None, None, None, 0)
+    q = parse_query({"question": "Q?", "k": 2, "hits_k": 3, "targets": ["a", "b"],
+                     "descriptors": [], "max_new_tokens": 8, "min_new_tokens": 8}, LIMITS, 1)
+    assert (q.targets, q.hits_k, q.descriptors, q.max_new_tokens, q.min_new_tokens) == \
+        (("a", "b"), 3, (), 8, 8)
+    for payload, field in [({"question": "Q?", "k": 2, "hits_k": 1}, "hits_k"),
+                           ({"question": "Q?", "hits_k": 99}, "hits_k"),
+                           ({"question": "Q?", "targets": []}, "targets"),
+                           ({"question": "Q?", "targets": "a"}, "targets"),
+                           ({"question": "Q?", "targets": ["a", ""]}, "targets[1]"),
+                           ({"question": "Q?", "descriptors": [3]}, "descriptors[0]"),
+                           ({"question": "Q?", "max_new_tokens": 0}, "max_new_tokens"),
+                           ({"question": "Q?", "max_new_tokens": 10_000}, "max_new_tokens"),
+                           ({"question": "Q?", "max_new_tokens": 4, "min_new_tokens": 5},
+                            "min_new_tokens")]:
         assert _error(parse_query, payload, LIMITS, 1).field == field
 
 
@@ -226,3 +248,21 @@ def test_a_failed_deployment_becomes_its_exception_line():
     assert deploy_failure_line(message) == "UserError: /m/shard-000/edits.sqlite: not a " \
         "readable edit log"
     assert deploy_failure_line("something odd happened") == "something odd happened"
+
+
+def test_generator_replicas_from_the_config():
+    from lte.config import MemoryConfig, ServeConfig
+    from lte.serve.replicas import generator_scaling, replicas_per_gpu
+
+    assert generator_scaling(ServeConfig()) == {"num_replicas": 1}
+    assert generator_scaling(ServeConfig(generator_replicas=2)) == {"num_replicas": 2}
+    auto = generator_scaling(ServeConfig(generator_replicas=1, generator_max_replicas=4))
+    assert auto["autoscaling_config"]["min_replicas"] == 1
+    assert auto["autoscaling_config"]["max_replicas"] == 4
+    gpu = ServeConfig(memory=MemoryConfig(shards=4), generator_replicas=0, generator_num_gpus=0.9,
+                      shard_num_gpus=0.1)
+    assert replicas_per_gpu(gpu, 8) == 8  # one per GPU; the shards' 0.4 fit beside them
+    assert replicas_per_gpu(gpu, 16) == 16
+    assert generator_scaling(gpu, cluster_gpus=8) == {"num_replicas": 8}
+    with pytest.raises(UserError, match="generator_replicas"):
+        replicas_per_gpu(gpu, 0)

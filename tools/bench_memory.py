@@ -363,6 +363,8 @@ def main() -> None:
     p.add_argument("--embedder", default=None, help="embedder name (default: the offline MiniLM)")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "lte-bench-memory"))
     p.add_argument("--workdir", default=None)
+    p.add_argument("--wandb-project", default=None,
+                   help="log each size's figures to W&B (offline without an API key)")
     args = p.parse_args()
 
     import faiss
@@ -380,18 +382,34 @@ def main() -> None:
                        "threads": args.threads},
            "embedder": emb_cfg.name, "sizes": []}
     real: dict = {}
-    for n in sizes:
-        print(f"== size {n}", file=sys.stderr)
-        res = run_size(n, args, cache, emb_cfg, real)
-        print(json.dumps(res, indent=1))
-        out["sizes"].append(res)
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=1))
+    from lte.tracking import wandb_run
+
+    with wandb_run(args.wandb_project, "bench-memory", config=vars(args)) as run:
+        for n in sizes:
+            print(f"== size {n}", file=sys.stderr)
+            res = run_size(n, args, cache, emb_cfg, real)
+            print(json.dumps(res, indent=1))
+            out["sizes"].append(res)
+            if run:  # one step per size: the figures against the number of edits
+                run.log({k: v for k, v in _flat(res).items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1))
     out["machine"]["load_avg_end"] = os.getloadavg()
     out["machine"]["max_rss_gb"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Throughput, MFU and W&B for the alignment run.
+"""Throughput, MFU and W&B for the alignment run (the Trainer's W&B callback; key check shared
+with every other command's W&B run, lte.tracking).
 
 Tokens/s counts non-padding tokens over all ranks (the Trainer gathers them). MFU uses the
 PaLM estimate of training FLOPs per token, 6 N + 12 L H S (weights plus attention), against the
@@ -7,12 +8,11 @@ device's dense bf16 peak; it is logged on GPU only, where a peak is known.
 
 from __future__ import annotations
 
-import netrc
 import os
-from pathlib import Path
 
 from lte.availability import wandb_enabled
 from lte.config import AlignConfig
+from lte.tracking import has_wandb_key
 
 # Dense bf16 peak TFLOPS per device, keyed by a name fragment of torch.cuda.get_device_name().
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
@@ -84,15 +84,6 @@ class ComputedTokens:
         return {"computed_tokens_per_s": out["tokens_per_s"]} if out else {}
 
 
-def _has_wandb_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
 def setup_wandb(cfg: AlignConfig, run_name: str) -> list[str]:
     """The Trainer's `report_to`: W&B when a project is configured (offline without a key)."""
     if not cfg.wandb.project or not wandb_enabled():
@@ -102,7 +93,7 @@ def setup_wandb(cfg: AlignConfig, run_name: str) -> list[str]:
         os.environ["WANDB_ENTITY"] = cfg.wandb.entity
     if cfg.wandb.tags:
         os.environ["WANDB_TAGS"] = ",".join(cfg.wandb.tags)
-    if not _has_wandb_key():
+    if not has_wandb_key():
         os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_NAME", run_name)
     return ["wandb"]

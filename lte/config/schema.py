@@ -296,8 +296,22 @@ class EvalConfig(Schema):
     """output folder: results.json, results.md, plots"""
     wandb_project: str | None = None
     """log the results table to W&B when set"""
+    backend: str = "local"
+    """where the methods run (lte.eval.remote): local loads the model here | serve sends edits,
+    scores and generations to a live `lte serve` (write token from env LTE_API_TOKEN)"""
+    serve_url: str | None = None
+    """the server for backend=serve, e.g. http://127.0.0.1:8000"""
+    serve_concurrency: int = 16
+    """requests in flight at once (feed every Generator replica)"""
+    serve_edit_batch: int = 64
+    """edits per POST /v1/edits (the server's limit: max_edits_per_request)"""
 
     def check(self, p: Problems) -> None:
+        p.choice("eval.backend", self.backend, ("local", "serve"))
+        p.positive("eval.serve_concurrency", self.serve_concurrency)
+        p.positive("eval.serve_edit_batch", self.serve_edit_batch)
+        if self.backend == "serve" and not self.serve_url:
+            p.add("eval.backend=serve needs serve_url (lte eval --serve URL)")
         # Method and protocol names are checked by lte.eval.registry: the config imports no stage.
         for s in self.sizes:
             p.positive("eval.sizes", s)
@@ -330,6 +344,8 @@ class ServeConfig(Schema):
     """characters in any one text field"""
     max_k: int = 32
     """largest k a query may ask for"""
+    max_query_new_tokens: int = 512
+    """longest generation (or Fluency sample) one query may ask for"""
     batch_size: int = 16
     """@serve.batch max_batch_size (generation, scoring, shard search)"""
     batch_wait_s: float = 0.005
@@ -362,12 +378,21 @@ class ServeConfig(Schema):
     """open requests per client address and ingress; more: 429"""
     ingress_max_ongoing_requests: int = 512
     """per ingress replica; high: its waits cost little"""
+    generator_replicas: int = 1
+    """Generator replicas (lte.serve.replicas), each holding the model; 0: one per GPU the
+    cluster has left after the shards' share"""
+    generator_max_replicas: int = 0
+    """> generator_replicas: Ray Serve autoscales between the two"""
 
     def check(self, p: Problems) -> None:
         p.choice("serve.auth", self.auth, ("writes", "all"))
+        p.at_least("serve.generator_replicas", self.generator_replicas, 0)
+        p.at_least("serve.generator_max_replicas", self.generator_max_replicas, 0)
+        if self.generator_replicas == 0 and not self.generator_num_gpus:
+            p.add("serve.generator_replicas=0 (one per GPU) needs generator_num_gpus > 0")
         for name in ("port", "max_body_bytes", "max_edits_per_request", "max_field_chars",
                      "max_k", "batch_size", "max_ongoing_requests", "torch_threads", "num_cpus",
-                     "ingress_replicas", "body_timeout_s", "max_requests_per_client",
+                     "ingress_replicas", "max_query_new_tokens", "body_timeout_s", "max_requests_per_client",
                      "ingress_max_ongoing_requests"):
             p.positive(f"serve.{name}", getattr(self, name))
         if self.port > 65535:

@@ -23,7 +23,8 @@ def _sizes(value: str) -> list[int]:
 
 # flag attribute -> EvalConfig key; list flags come as typed lists, not YAML-parsed
 FLAGS = {"model": "model.name_or_path", "base_model": "base_model", "data": "data",
-         "protocol": "protocols", "methods": "methods", "sizes": "sizes", "out": "out"}
+         "protocol": "protocols", "methods": "methods", "sizes": "sizes", "out": "out",
+         "serve": "serve_url"}
 
 
 def register(subparsers) -> None:
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
                         "(comma-separated)")
     p.add_argument("--sizes", type=_sizes, help="numbers of edits N, e.g. 10,100,1000")
     p.add_argument("--out", help="output folder")
+    p.add_argument("--serve", metavar="URL",
+                   help="run the methods through a live `lte serve` at URL (backend=serve; "
+                        "write token from $LTE_API_TOKEN)")
     add_config_args(p, EvalConfig)
     p.set_defaults(func=run)
 
@@ -49,6 +53,8 @@ def register(subparsers) -> None:
 def build_eval_config(args):
     from lte.eval.registry import check_names
 
+    if getattr(args, "serve", None):
+        args.overrides = [*args.overrides, "backend=serve"]
     cfg = stage_config(args, EvalConfig, FLAGS)
     check_names(cfg)
     return cfg

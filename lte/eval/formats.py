@@ -7,28 +7,9 @@ FT-M, ROME, ICE) on raw text, without a chat template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lte.prompts import CHAT, RAW, PromptFormat
 
-from lte import prompts
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    template: str = "chat"  # chat | raw
-    variant: str = "training"  # a key of prompts.PROMPT_VARIANTS
-
-    def encode(self, tokenizer, question: str, descriptors, target: str
-               ) -> tuple[list[int], list[int]]:
-        """(prompt ids, target ids) of `question` with `descriptors`, for scoring `target`."""
-        if self.template == "raw":
-            return prompts.raw_prompt_and_target_ids(tokenizer, question, list(descriptors),
-                                                     target, self.variant)
-        return prompts.prompt_and_target_ids(tokenizer, question, list(descriptors), target,
-                                             self.variant)
-
-
-CHAT = PromptFormat()
-RAW = PromptFormat(template="raw")
+__all__ = ["CHAT", "RAW", "PromptFormat", "method_format"]
 
 
 def method_format(method) -> PromptFormat:

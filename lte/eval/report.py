@@ -117,20 +117,35 @@ def load(out_dir: str | Path) -> dict:
     return results
 
 
-def log_wandb(results: dict, project: str) -> None:
-    """One W&B table with a row per run (offline without an API key)."""
-    from lte.availability import wandb_enabled
+def log_wandb(results: dict, project: str, out: Path, memory: dict | None = None) -> None:
+    """W&B run of an evaluation (offline without an API key): the resolved config, one table per
+    method and one of all runs, the metric plots, each run's metrics in the summary, and the
+    memory's size (`memory/*`)."""
+    from lte.tracking import table, wandb_run
 
-    if not wandb_enabled():
-        return
-    import wandb
+    config = results.get("config") or {}
+    runs = results["runs"]
+    job = "eval-serve" if config.get("backend") == "serve" else "eval"
+    with wandb_run(project, job, config=config, name=Path(out).name, folder=out) as run:
+        if run is None:
+            return
+        import wandb
 
-    cols = _columns(results["runs"])
-    table = wandb.Table(columns=["dataset", "method", "protocol", "phase", "size", "aggregation",
-                                 *cols])
-    for r in results["runs"]:
-        table.add_data(r["dataset"], r["method"], r["protocol"], r["phase"], r["size"],
-                       _aggregation(r), *[r["metrics"].get(c) for c in cols])
-    run = wandb.init(project=project, config=results.get("config"), job_type="eval")
-    run.log({"results": table})
-    run.finish()
+        cols = _columns(runs)
+        head = ["dataset", "method", "protocol", "phase", "size", "n_cases", "aggregation"]
+        rows = [[r[h] for h in head[:-1]] + [_aggregation(r)] + [r["metrics"].get(c) for c in cols]
+                for r in runs]
+        logged = {"results": table(head + cols, rows)}
+        for method in dict.fromkeys(r["method"] for r in runs):
+            logged[f"results/{method}"] = table(head + cols,
+                                                [row for row in rows if row[1] == method])
+        for path in sorted(Path(out).glob("metric_*.png")):
+            logged[f"plots/{path.stem}"] = wandb.Image(str(path))
+        run.log(logged)
+        for r in runs:
+            prefix = f"{r['dataset']}/{r['method']}/{r['protocol']}-{r['phase']}/N{r['size']}"
+            for c in cols:
+                if r["metrics"].get(c) is not None:
+                    run.summary[f"{prefix}/{c}"] = r["metrics"][c]
+        for key, value in (memory or {}).items():
+            run.summary[f"memory/{key}"] = value

@@ -120,7 +120,7 @@ class ROME:
     def templates(self) -> list[str]:
         """"{}" and prefixes the unedited model samples (ROME's context templates), cached."""
         if self._templates is None:
-            from lte.eval.fluency import sample_texts
+            from lte.modeling.sampling import sample_texts
 
             starts, ids = [], []
             for length, count in self.cfg.context_templates:

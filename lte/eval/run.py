@@ -73,6 +73,10 @@ def build_methods(cfg: EvalConfig, tmp: str, log=print) -> list:
 
     from lte.eval.formats import CHAT
 
+    if cfg.backend == "serve":
+        from lte.eval.remote import build_remote_methods
+
+        return build_remote_methods(cfg, log=log)
     fmt = replace(CHAT, variant=cfg.prompt_variant)
     wanted = [(name, METHODS[name]) for name in method_names(cfg)]
     baselines = [name for name, entry in wanted if entry.model == "baseline"]
@@ -181,16 +185,33 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     save_config(cfg, out)
     with tempfile.TemporaryDirectory(prefix="lte-eval-") as tmp:
         methods = build_methods(cfg, tmp, log=log)
+        editors = {id(m.editor): m.editor for m in methods}.values()
         try:
             runs = run_methods(methods, datasets, cfg, log=log)
+            memory = _memory_size(editors, runs)
         finally:
-            for memory in {id(m.editor.memory): m.editor.memory for m in methods}.values():
-                memory.close()
+            for editor in editors:
+                editor.close()
     results = {"config": config_to_dict(cfg), "runs": runs}
     report.write_all(results, out)
     if cfg.wandb_project:
-        report.log_wandb(results, cfg.wandb_project)
+        report.log_wandb(results, cfg.wandb_project, out, memory=memory)
     return results
+
+
+MEMORY_SIZE_KEYS = ("live", "superseded", "deleted", "index_vectors", "disk_bytes")
+
+
+def _memory_size(editors, runs: list[dict]) -> dict:
+    """The memory's size for the W&B run: the most edits held at once, and what is stored now
+    (deleted and superseded edits stay in the log) summed over the editors' memories."""
+    out: dict = {"max_edits_held": max((r["size"] for r in runs), default=0)}
+    for editor in editors:
+        stats = editor.memory_stats()
+        for key in MEMORY_SIZE_KEYS:
+            if isinstance(stats.get(key), int):
+                out[key] = out.get(key, 0) + stats[key]
+    return out
 
 
 def _brief(metrics: dict) -> str:

@@ -3,10 +3,13 @@
 All questions of all cases go through the editor in a few batched calls: teacher-forced
 predictions for rewrite, rephrase, portability and locality questions; greedy generation for
 exact match and latency; for the first `fluency_cases` cases, the reference's sampled Fluency text
-(`lte.eval.fluency`) and our 100-token greedy generation (`fluency_gen`).
+(`lte.modeling.sampling`) and our 100-token greedy generation (`fluency_gen`).
 
 Questions are encoded by the method's `PromptFormat` (`lte.eval.formats`): LTE's chat template
 and training wording unless the method says otherwise.
+The editor is used through questions, descriptors and targets only (`answer`, `predict_tokens`,
+`contexts`), so the same code scores an in-process `LTEEditor` and the serving tier
+(`lte.eval.remote.RemoteEditor`).
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def pre_edit_locality(editor, records: Sequence[EditRecord],
     Keyed by case_id: one token list per locality question, in `locality_items` order.
     """
     items = locality_items(records)
-    tok = editor.tokenizer
-    preds = editor.predict_pairs([fmt.encode(tok, q, [], a) for _, _, q, a in items])
+    preds = editor.predict_tokens([q for _, _, q, _ in items], [a for *_, a in items],
+                                  descriptors=[[] for _ in items], fmt=fmt)
     out: dict[str, list[list[int]]] = {r.case_id: [] for r in records}
     for (i, *_), p in zip(items, preds, strict=True):
         out[records[i].case_id].append(p.predicted)
@@ -75,20 +78,18 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     editor = method.editor
     records = list(records)
     results = [M.CaseResult(case_id=r.case_id) for r in records]
-    tok = editor.tokenizer
     fmt = method_format(method)
+    questions = [r.prompt for r in records]
 
     # Rewrite prompts: retrieval + greedy answer, timed as the user would see it.
     t0 = time.perf_counter()
-    rw_descs, rw_hits = method.contexts([r.prompt for r in records], records, opts.hit_k)
-    rw_prompt_ids = [fmt.encode(tok, r.prompt, d, "")[0]
-                     for r, d in zip(records, rw_descs, strict=True)]
-    gen = editor.generate_ids(rw_prompt_ids, opts.max_new_tokens)
+    rw_descs, rw_hits = method.contexts(questions, records, opts.hit_k)
+    answers = [a.text for a in editor.answer(questions, descriptors=rw_descs,
+                                             max_new_tokens=opts.max_new_tokens, fmt=fmt)]
     latency_ms = 1000.0 * (time.perf_counter() - t0) / max(len(records), 1)
-    answers = tok.batch_decode(gen, skip_special_tokens=True)
 
-    rw_preds = editor.predict_pairs([fmt.encode(tok, r.prompt, d, r.target_new)
-                                     for r, d in zip(records, rw_descs, strict=True)])
+    rw_preds = editor.predict_tokens(questions, [r.target_new for r in records], rw_descs,
+                                     fmt=fmt)
     for i, r in enumerate(records):
         res = results[i]
         res.edit_succ = rw_preds[i].accuracy
@@ -109,8 +110,8 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
     if items:
         descs, _ = method.contexts([it.question for it in items],
                                    [records[it.case] for it in items], opts.hit_k)
-        preds = editor.predict_pairs([fmt.encode(tok, it.question, d, it.target)
-                                      for it, d in zip(items, descs, strict=True)])
+        preds = editor.predict_tokens([it.question for it in items],
+                                      [it.target for it in items], descs, fmt=fmt)
         loc_seen: dict[int, int] = {}
         for it, p in zip(items, preds, strict=True):
             res = results[it.case]
@@ -126,17 +127,16 @@ def score_cases(method, records: Sequence[EditRecord], memory_ids: dict[str, int
 
     n_flu = min(opts.fluency_cases, len(records))
     if n_flu > 0:
-        # The reference's Fluency: the bare rewrite prompt, sampled, whole text scored.
-        from lte.eval.fluency import sample_texts
-
-        texts = sample_texts(editor.model, tok, [r.prompt for r in records[:n_flu]],
-                             [r.case_id for r in records[:n_flu]], opts.fluency_tokens,
-                             opts.fluency_seed)
+        # The reference's Fluency: the bare rewrite prompt, sampled, whole text scored (on the
+        # model's weights: an editor that holds them here, or the server's Generator).
+        texts = editor.sample_fluency(questions[:n_flu], [r.case_id for r in records[:n_flu]],
+                                      opts.fluency_tokens, opts.fluency_seed)
         for i, text in enumerate(texts):
             results[i].fluency = M.compute_n_gram_entropy(text, words=M.nltk_words)
         # fluency_gen: a fixed-length greedy continuation of the method's rewrite prompt.
-        flu = editor.generate_ids(rw_prompt_ids[:n_flu], opts.fluency_tokens,
-                                  min_new_tokens=opts.fluency_tokens)
-        for i, text in enumerate(tok.batch_decode(flu, skip_special_tokens=True)):
-            results[i].fluency_gen = M.compute_n_gram_entropy(text)
+        flu = editor.answer(questions[:n_flu], descriptors=rw_descs[:n_flu],
+                            max_new_tokens=opts.fluency_tokens,
+                            min_new_tokens=opts.fluency_tokens, fmt=fmt)
+        for i, a in enumerate(flu):
+            results[i].fluency_gen = M.compute_n_gram_entropy(a.text)
     return results, latency_ms

@@ -3,8 +3,12 @@
     POST   /v1/edits       {"edits": [{subject, prompt, target_new, ...}]}  -> {"ids": [...]}
     GET    /v1/edits/{id}  -> the stored edit (404 when unknown or deleted)
     DELETE /v1/edits/{id}  -> {"deleted": id}
-    POST   /v1/query       {"question", "k"?, "target"?, "generate"?}
+    POST   /v1/query       {"question", "k"?, "target"?, "generate"?, scoring fields?}
                            -> {"answer", "retrieved": [{id, descriptor, subject, score}], "score"?}
+           scoring fields (lte eval --serve): "targets": [str] -> "predictions": [{target,
+           accuracy, predicted_ids, target_ids}]; "hits_k" (hits returned, the first k shown);
+           "descriptors": [str] (shown instead of retrieved); "max_new_tokens", "min_new_tokens"
+    POST   /v1/chat/completions, GET /v1/models: OpenAI-compatible (lte.serve.openai_api)
     GET    /healthz        -> {"status": "ok", "shards", "edits"}
     GET    /metrics        -> Prometheus text
 
@@ -221,19 +225,50 @@ class Api:
         self._authorize_read(request)
         q = parse_query(parse_json(await _read_body(request, self.limits), self.limits),
                         self.limits, self.default_k)
-        vec = await self.embed(q.question)
-        per_shard = await asyncio.gather(*(s.search.remote((vec, q.k)) for s in self.shards))
-        hits = merge_hits(per_shard, q.k)
-        descriptors = [h["descriptor"] for h in hits]
+        if q.descriptors is None:
+            hits = await self._retrieve(q.question, q.hits_k or q.k)
+            descriptors = [h["descriptor"] for h in hits[:q.k]]
+        else:  # given context (lte eval --serve: baselines, pre-edit predictions): no retrieval
+            hits, descriptors = [], list(q.descriptors)
         out: dict = {"question": q.question, "retrieved": hits}
         pending = {}
         if q.generate:
-            pending["answer"] = self.generator.answer.remote((q.question, descriptors))
+            pending["answer"] = self.generator.answer.remote(
+                (q.question, descriptors, q.max_new_tokens, q.min_new_tokens))
         if q.target is not None:
             pending["score"] = self.generator.score.remote((q.question, q.target, descriptors))
+        if q.targets:
+            pending["predictions"] = self.generator.predict.remote(
+                (q.question, list(q.targets), descriptors))
+        if q.fluency_tokens is not None:  # the reference's Fluency text of the bare question
+            pending["fluency_text"] = self.generator.sample_fluency.remote(
+                q.question, q.fluency_case_id or "", q.fluency_tokens, q.fluency_seed or 0)
         for key, value in zip(pending, await asyncio.gather(*pending.values()), strict=True):
             out[key] = value
         return out
+
+    async def _retrieve(self, question: str, k: int) -> list[dict]:
+        """Top-k hits over all shards for one question (embedded once, at the ingress)."""
+        vec = await self.embed(question)
+        per_shard = await asyncio.gather(*(s.search.remote((vec, k)) for s in self.shards))
+        return merge_hits(per_shard, k)
+
+    # ---- OpenAI-compatible routes (lte.serve.openai_api): reads, as POST /v1/query ---------------
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request):
+        from lte.serve import openai_api
+
+        self._authorize_read(request)
+        payload = parse_json(await _read_body(request, self.limits), self.limits)
+        return await openai_api.chat_completion(self, payload)
+
+    @app.get("/v1/models")
+    async def models(self, request: Request):
+        from lte.serve import openai_api
+
+        self._authorize_read(request)
+        return openai_api.models_body()
 
     @app.get("/healthz")
     async def healthz(self):

@@ -44,6 +44,8 @@ def register_bench(benchmarks) -> None:
                    help="alternate serve and baseline this many times (fresh edits each)")
     b.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
     b.add_argument("--out", help="write the figures as JSON here")
+    b.add_argument("--wandb-project", help="log throughput and latency over time to W&B "
+                   "(offline without an API key)")
     add_config_args(b, ServeConfig)  # the server's preset: model and memory of the baseline
     b.set_defaults(func=run_bench)
 
@@ -97,5 +99,5 @@ def run_bench(args) -> int:
                  edit_share=args.edit_share, edits_per_op=args.edits_per_op,
                  preload=args.preload, seed=args.seed, repeats=args.repeats,
                  baseline=not args.no_baseline,
-                 out=args.out)
+                 out=args.out, wandb_project=args.wandb_project)
     return 0

@@ -139,26 +139,61 @@ class Generator:
         # No memory here: the ingress retrieves and sends the descriptors with each request.
         self.editor = LTEEditor(lm, tokenizer, None, top_k=None, batch_size=batch_size,
                                 max_new_tokens=model.max_new_tokens)
-        configure_batching((self.answer, self.score), batch_size, batch_wait_s)
+        configure_batching((self.answer, self.score, self.predict), batch_size, batch_wait_s)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _answer(self, requests: list[tuple[str, list[str]]]) -> list[str]:
-        answers = self.editor.answer([q for q, _ in requests],
-                                     descriptors=[list(d) for _, d in requests])
-        return [a.text for a in answers]
+    def _answer(self, requests: list[tuple]) -> list[str]:
+        """(question, descriptors[, max_new_tokens, min_new_tokens]) -> answer, one pass per length."""
+        out: list[str] = [""] * len(requests)
+        by_length: dict[tuple, list[int]] = {}
+        for i, req in enumerate(requests):
+            by_length.setdefault(tuple(req[2:4]) or (None, 0), []).append(i)
+        for (max_new, min_new), rows in by_length.items():
+            answers = self.editor.answer([requests[i][0] for i in rows],
+                                         descriptors=[list(requests[i][1]) for i in rows],
+                                         max_new_tokens=max_new, min_new_tokens=min_new or 0)
+            for i, a in zip(rows, answers, strict=True):
+                out[i] = a.text
+        return out
 
     def _score(self, requests: list[tuple[str, str, list[str]]]) -> list[float | None]:
         return self.editor.score([q for q, _, _ in requests], [t for _, t, _ in requests],
                                  descriptors=[list(d) for _, _, d in requests])
 
+
+    def _predict(self, requests: list[tuple[str, list[str], list[str]]]) -> list[list[dict]]:
+        flat = [(q, t, list(d)) for q, targets, d in requests for t in targets]
+        preds = self.editor.predict_tokens([q for q, _, _ in flat], [t for _, t, _ in flat],
+                                           descriptors=[d for _, _, d in flat])
+        out, start = [], 0
+        for (_, targets, _) in requests:
+            out.append([{"target": t, "accuracy": p.accuracy, "predicted_ids": p.predicted,
+                         "target_ids": p.target}
+                        for t, p in zip(targets, preds[start:start + len(targets)], strict=True)])
+            start += len(targets)
+        return out
+
     @serve.batch  # size and wait: configure_batching, from the ServeConfig
-    async def answer(self, requests: list[tuple[str, list[str]]]) -> list[str]:
-        """(question, descriptors) per request -> the greedy answer."""
+    async def answer(self, requests: list[tuple]) -> list[str]:
+        """(question, descriptors[, max_new_tokens, min_new_tokens]) per request -> greedy answer."""
         return await self._run(self._answer, requests)
 
     @serve.batch  # size and wait: configure_batching, from the ServeConfig
     async def score(self, requests: list[tuple[str, str, list[str]]]) -> list[float | None]:
         """(question, target, descriptors) per request -> teacher-forced token accuracy."""
         return await self._run(self._score, requests)
+
+    @serve.batch  # size and wait: configure_batching, from the ServeConfig
+    async def predict(self, requests: list[tuple[str, list[str], list[str]]]) -> list[list[dict]]:
+        """(question, targets, descriptors) per request -> per target the teacher-forced argmax
+        ids, target ids and token accuracy: what lte.eval's metrics are computed from."""
+        return await self._run(self._predict, requests)
+
+    async def sample_fluency(self, question: str, case_id: str, total_tokens: int,
+                             seed: int) -> str:
+        """The reference's Fluency text of the bare question (`lte.modeling.sampling`), seeded
+        per case as `lte eval` does in-process, so both give the same text."""
+        return (await self._run(self.editor.sample_fluency, [question], [case_id], total_tokens,
+                                seed))[0]

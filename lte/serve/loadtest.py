@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from lte.data.record import EditRecord
 
@@ -53,6 +54,7 @@ class RunStats:
     latencies: dict[str, list[float]]
     lost_edits: int | None = None
     error_samples: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)  # (end s, kind, s)
 
     def summary(self) -> dict:
         out = {"name": self.name, "wall_s": round(self.wall_s, 3),
@@ -132,7 +134,9 @@ async def _run_http(url: str, token: str, work: Workload, concurrency: int,
         acked: list[tuple[int, EditRecord]] = []
         answered = 0
         errors: list[str] = []
+        timeline: list[tuple[float, str, float]] = []
         next_op = iter(work.ops)
+        t_start = time.perf_counter()
 
         async def client_loop():
             nonlocal answered
@@ -149,6 +153,7 @@ async def _run_http(url: str, token: str, work: Workload, concurrency: int,
                     errors.append(f"{op.kind}: {type(e).__name__}: {e}")
                     continue
                 latencies[op.kind].append(time.perf_counter() - t0)
+                timeline.append((time.perf_counter() - t_start, op.kind, latencies[op.kind][-1]))
                 if r.status_code != 200:
                     errors.append(f"{op.kind}: HTTP {r.status_code}: {r.text[:200]}")
                 elif op.kind == "edit":
@@ -172,7 +177,8 @@ async def _run_http(url: str, token: str, work: Workload, concurrency: int,
 
         n_lost = sum(await asyncio.gather(*(lost(i, rec) for i, rec in acked)))
     return RunStats("serve", wall, edits=len(acked), queries=answered, errors=len(errors),
-                    latencies=latencies, lost_edits=n_lost, error_samples=errors[:5])
+                    latencies=latencies, lost_edits=n_lost, error_samples=errors[:5],
+                    timeline=timeline)
 
 
 # ---- the baseline: one process, no server ----------------------------------------------------
@@ -236,7 +242,8 @@ def _merge(name: str, runs: list[RunStats]) -> RunStats:
 def run_loadtest(url: str, token: str, cfg, *, concurrency: int = 16, ops: int = 320,
                  edit_share: float = 0.5, edits_per_op: int = 1, preload: int = 256,
                  seed: int = 0, repeats: int = 1, baseline: bool = True,
-                 timeout_s: float = 120.0, out: str | None = None) -> dict:
+                 timeout_s: float = 120.0, out: str | None = None,
+                 wandb_project: str | None = None) -> dict:
     """Serve and baseline alternate `repeats` times (seeds seed, seed+1, ...), so that load
     from other work on the machine falls on both; the ratio is of the summed wall times."""
     base = Baseline(cfg) if baseline else None
@@ -273,4 +280,52 @@ def run_loadtest(url: str, token: str, cfg, *, concurrency: int = 16, ops: int =
     if out:
         with open(out, "w") as f:
             json.dump(result, f, indent=2)
+    if wandb_project:
+        log_wandb(wandb_project, result, serve_runs,
+                  folder=Path(out).resolve().parent if out else None)
     return result
+
+
+def windows(timeline: list[tuple[float, str, float]], n: int = 20) -> list[dict]:
+    """Throughput and latency percentiles over time: `n` equal windows of the run's wall time."""
+    if not timeline:
+        return []
+    end = max(t for t, _, _ in timeline)
+    width = end / n or 1.0
+    out = []
+    for w in range(n):
+        lo, hi = w * width, (w + 1) * width
+        inside = [(k, lat) for t, k, lat in timeline if lo <= t < hi or (w == n - 1 and t == end)]
+        row = {"time_s": round(hi, 3), "ops_per_s": round(len(inside) / width, 2)}
+        for kind in ("edit", "query"):
+            lats = [lat for k, lat in inside if k == kind]
+            if lats:
+                row[f"{kind}_p50_ms"] = round(1000 * percentile(lats, 50), 1)
+                row[f"{kind}_p99_ms"] = round(1000 * percentile(lats, 99), 1)
+        out.append(row)
+    return out
+
+
+def log_wandb(project: str, result: dict, serve_runs: list[RunStats],
+              folder: Path | None = None) -> None:
+    """The load test's W&B run: latency percentiles and throughput over time per repeat (one
+    x axis: seconds since the repeat started), the totals and the ratio in the summary."""
+    from lte.tracking import wandb_run
+
+    config = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+    with wandb_run(project, "bench-serve", config=config, folder=folder) as run:
+        if run is None:
+            return
+        run.define_metric("time_s")
+        run.define_metric("serve/*", step_metric="time_s")
+        for rep, stats in enumerate(serve_runs):
+            for row in windows(stats.timeline):
+                run.log({"time_s": row.pop("time_s"), "repeat": rep,
+                         **{f"serve/{k}": v for k, v in row.items()}})
+        for side in ("serve", "baseline"):
+            for k, v in (result.get(side) or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    run.summary[f"{side}/{k}"] = v
+        for k in ("wall_ratio", "overhead_pct"):
+            if k in result:
+                run.summary[k] = result[k]

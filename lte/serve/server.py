@@ -65,6 +65,7 @@ def build_app(cfg: ServeConfig, token: str):
     from lte.serve.deployments import EditMemoryShard, Generator
     from lte.serve.limits import RequestBounds
     from lte.serve.preflight import check_shard_logs
+    from lte.serve.replicas import generator_scaling
     from lte.serve.sharding import prepare_root
     from lte.serve.validation import Limits
 
@@ -82,7 +83,7 @@ def build_app(cfg: ServeConfig, token: str):
         for i in range(n)
     ]
     generator = Generator.options(
-        num_replicas=1, **common,
+        **generator_scaling(cfg), **common,
         ray_actor_options={"num_cpus": cfg.generator_num_cpus, "num_gpus": cfg.generator_num_gpus},
     ).bind(cfg.model, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads)
     return Api.options(
@@ -167,7 +168,9 @@ def serve_forever(cfg: ServeConfig) -> int:
     import ray
     from ray import serve
 
-    app = build_app(cfg, token)  # checks the memory folder before Ray starts
+    from lte.serve.sharding import prepare_root
+
+    prepare_root(cfg.memory_dir, cfg.memory.shards, cfg.memory.embedder.name)  # before Ray starts
     save_config(replace(cfg, token="<set>" if cfg.token else None), cfg.memory_dir,
                 "serve-config.yaml")
     if cfg.ray_address:
@@ -179,6 +182,7 @@ def serve_forever(cfg: ServeConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _raise_interrupt)
     try:
+        app = build_app(cfg, token)  # after ray.init: one Generator per GPU counts its GPUs
         try:
             serve.start(http_options={"host": cfg.host, "port": cfg.port})
         except (TimeoutError, ray.exceptions.RayError) as e:

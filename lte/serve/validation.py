@@ -20,6 +20,12 @@ REQUIRED_EDIT_FIELDS = ("subject", "prompt", "target_new")
 OPTIONAL_TEXT_FIELDS = ("case_id",)
 OPTIONAL_LIST_FIELDS = ("ground_truth", "rephrase_prompts")
 QUERY_FIELDS = ("question", "k", "target", "generate")
+# Scoring fields of a query (what `lte eval --serve` needs; lte.eval.remote): several targets
+# scored at once, hits beyond the prompt's k (for hit@k), descriptors given instead of retrieved
+# (baselines, pre-edit predictions), and the generation length.
+# `fluency_*`: the reference's sampled Fluency text of the bare question (lte.modeling.sampling).
+SCORING_QUERY_FIELDS = ("targets", "hits_k", "descriptors", "max_new_tokens", "min_new_tokens",
+                        "fluency_tokens", "fluency_seed", "fluency_case_id")
 MAX_LIST_ITEMS = 64  # strings in one list field of an edit
 # Terminal escape sequences (CSI such as "\x1b[31m", OSC, two-character ESC forms): what is left
 # of them once the control characters are gone ("[31m") is not text a person typed.
@@ -45,10 +51,12 @@ class Limits:
     max_edits_per_request: int
     max_field_chars: int
     max_k: int
+    max_new_tokens: int  # longest generation a query may ask for
 
     @classmethod
     def from_config(cls, cfg) -> Limits:
-        return cls(cfg.max_body_bytes, cfg.max_edits_per_request, cfg.max_field_chars, cfg.max_k)
+        return cls(cfg.max_body_bytes, cfg.max_edits_per_request, cfg.max_field_chars, cfg.max_k,
+                   cfg.max_query_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,14 @@ class Query:
     k: int
     target: str | None
     generate: bool
+    targets: tuple[str, ...] = ()  # scored one by one with the same prompt
+    hits_k: int | None = None  # hits returned (>= k); the first k go into the prompt
+    descriptors: tuple[str, ...] | None = None  # given: no retrieval, these are shown
+    max_new_tokens: int | None = None  # None: the served model's default
+    min_new_tokens: int = 0
+    fluency_tokens: int | None = None  # total length (prompt included) of the Fluency sample
+    fluency_seed: int | None = None
+    fluency_case_id: str | None = None  # seeds the sample with the run's seed (as in-process)
 
 
 def parse_json(raw: bytes, limits: Limits) -> Any:
@@ -150,7 +166,7 @@ def _parse_edit(edit: dict, where: str, limits: Limits) -> EditRecord:
 
 def parse_query(payload: Any, limits: Limits, default_k: int) -> Query:
     """`{"question": str, "k": int, "target": str, "generate": bool}`; only question is needed."""
-    body = _check_object(payload, "body", QUERY_FIELDS)
+    body = _check_object(payload, "body", QUERY_FIELDS + SCORING_QUERY_FIELDS)
     if "question" not in body:
         raise ApiError(422, "question", "missing; send {\"question\": \"...\"}")
     question = check_text(body["question"], "question", limits)
@@ -165,7 +181,45 @@ def parse_query(payload: Any, limits: Limits, default_k: int) -> Query:
     generate = body.get("generate", True)
     if not isinstance(generate, bool):
         raise ApiError(422, "generate", f"must be true or false, got {_json_type(generate)}")
-    return Query(question=question, k=k, target=target, generate=generate)
+    return Query(question=question, k=k, target=target, generate=generate,
+                 **_scoring_fields(body, limits, k))
+
+
+def _int_field(body: dict, name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(422, name, f"must be an integer, got {_json_type(value)}")
+    if not low <= value <= high:
+        raise ApiError(422, name, f"must be within {low}..{high}, got {value}")
+    return value
+
+
+def _text_list(body: dict, name: str, limits: Limits, allow_empty: bool) -> tuple[str, ...] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ApiError(422, name, f"must be a list of strings, got {_json_type(value)}")
+    if not value and not allow_empty:
+        raise ApiError(422, name, "must hold at least one string")
+    if len(value) > MAX_LIST_ITEMS:
+        raise ApiError(422, name, f"has {len(value)} items; the limit is {MAX_LIST_ITEMS}")
+    return tuple(check_text(v, f"{name}[{j}]", limits) for j, v in enumerate(value))
+
+
+def _scoring_fields(body: dict, limits: Limits, k: int) -> dict:
+    hits_k = _int_field(body, "hits_k", k, limits.max_k)
+    max_new = _int_field(body, "max_new_tokens", 1, limits.max_new_tokens)
+    min_new = _int_field(body, "min_new_tokens", 0, max_new or limits.max_new_tokens) or 0
+    return {"targets": _text_list(body, "targets", limits, allow_empty=False) or (),
+            "hits_k": hits_k, "descriptors": _text_list(body, "descriptors", limits, True),
+            "max_new_tokens": max_new, "min_new_tokens": min_new,
+            "fluency_tokens": _int_field(body, "fluency_tokens", 1, limits.max_new_tokens),
+            "fluency_seed": _int_field(body, "fluency_seed", 0, 2**31 - 1),
+            "fluency_case_id": (check_text(body["fluency_case_id"], "fluency_case_id", limits)
+                                if body.get("fluency_case_id") is not None else None)}
 
 
 def parse_edit_id(text: str) -> int:
