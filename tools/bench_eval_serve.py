@@ -41,8 +41,7 @@ def start_server(replicas: int, workdir: Path, args) -> tuple[subprocess.Popen, 
     port = free_port()
     cmd = [sys.executable, "-m", "lte", "serve", "--config", args.serve_config,
            "--port", str(port), "--memory-dir", str(workdir / f"memory-{replicas}-{port}"),
-           "--set", f"generator_replicas={replicas}", "--set", "torch_threads=1",
-           *[x for kv in args.set for x in ("--set", kv)]]
+           f"generator_replicas={replicas}", "torch_threads=1", *args.overrides]
     log = open(workdir / f"serve-{replicas}-{port}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "LTE_API_TOKEN": TOKEN}, cwd=ROOT)
@@ -107,7 +106,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16, help="eval's requests in flight")
     p.add_argument("--fluency-cases", type=int, default=5)
     p.add_argument("--serve-config", default=str(ROOT / "configs/serve/tiny.yaml"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="more lte serve overrides, e.g. memory.shards=1")
     p.add_argument("--start-timeout", type=float, default=900)
     p.add_argument("--seed", type=int, default=0)
