@@ -64,14 +64,12 @@ def build_app(cfg: ServeConfig, token: str):
     from lte.serve.api import Api, token_digest
     from lte.serve.deployments import EditMemoryShard, Generator
     from lte.serve.limits import RequestBounds
-    from lte.serve.preflight import check_shard_logs
     from lte.serve.replicas import generator_scaling
     from lte.serve.sharding import prepare_root
     from lte.serve.validation import Limits
 
     n = cfg.memory.shards
     folders = prepare_root(cfg.memory_dir, n, cfg.memory.embedder.name)
-    check_shard_logs(folders)
     common = {"max_ongoing_requests": cfg.max_ongoing_requests,
               "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
@@ -168,9 +166,11 @@ def serve_forever(cfg: ServeConfig) -> int:
     import ray
     from ray import serve
 
+    from lte.serve.preflight import check_shard_logs
     from lte.serve.sharding import prepare_root
 
-    prepare_root(cfg.memory_dir, cfg.memory.shards, cfg.memory.embedder.name)  # before Ray starts
+    # Before Ray starts: a damaged shard log is one line in seconds, not a failed deployment.
+    check_shard_logs(prepare_root(cfg.memory_dir, cfg.memory.shards, cfg.memory.embedder.name))
     save_config(replace(cfg, token="<set>" if cfg.token else None), cfg.memory_dir,
                 "serve-config.yaml")
     if cfg.ray_address:
