@@ -63,6 +63,10 @@ class MemoryConfig:
     retrain_factor: float = 4.0  # retrain IVF centroids when live edits grow past this x trained
     device: str = "auto"  # index search device: auto (all GPUs with faiss-gpu) | cpu
     add_chunk: int = 1024  # edits embedded and committed per transaction inside one add()
+    # Index snapshot (and WAL checkpoint) after this many logged changes or seconds, whichever
+    # comes first, and on close: restart time against write pauses.
+    snapshot_every: int = 50000
+    snapshot_every_s: float = 300.0
 
     def __post_init__(self):
         _check_choice("memory.key", self.key, ("question", "descriptor"))
@@ -73,6 +77,8 @@ class MemoryConfig:
         _check_positive("memory.nprobe", self.nprobe)
         _check_positive("memory.ef_search", self.ef_search)
         _check_positive("memory.add_chunk", self.add_chunk)
+        _check_positive("memory.snapshot_every", self.snapshot_every)
+        _check_positive("memory.snapshot_every_s", self.snapshot_every_s)
         if isinstance(self.retrain_factor, (int, float)) and self.retrain_factor <= 1:
             _report(f"memory.retrain_factor={self.retrain_factor!r} must be > 1")
         if isinstance(self.index, str):
