@@ -62,18 +62,19 @@ def key_text(record: EditRecord, key: str) -> str:
     return record.prompt if key == "question" else record.descriptor
 
 
-def _check_record(i: int, r: EditRecord) -> None:
+def check_record(i: int, r: EditRecord, file: str | None = None) -> None:
     for name in ("prompt", "target_new", "subject"):
         value = getattr(r, name, None)
         if not isinstance(value, str) or (name != "subject" and not value.strip()):
-            raise UserError(f"an edit needs a non-empty string '{name}'", record=i, field=name)
+            raise UserError(f"an edit needs a non-empty string '{name}'", file=file, record=i,
+                            field=name)
     for name, value in (("prompt", r.prompt), ("target_new", r.target_new),
                         ("subject", r.subject), ("descriptor", r.descriptor)):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as e:  # a lone surrogate (e.g. "\ud800" in JSON)
-            raise UserError(f"not valid text: {e.reason} at character {e.start}", record=i,
-                            field=name) from None
+            raise UserError(f"not valid text: {e.reason} at character {e.start}", file=file,
+                            record=i, field=name) from None
 
 
 def check_threshold(threshold, field: str = "threshold") -> None:
@@ -149,8 +150,12 @@ class EditMemory:
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, folder: str | Path, cfg: MemoryConfig | None = None) -> EditMemory:
-        """A new, empty memory in `folder` (which must not already hold one)."""
+    def create(cls, folder: str | Path, cfg: MemoryConfig | None = None, *,
+               embedder=None) -> EditMemory:
+        """A new, empty memory in `folder` (which must not already hold one).
+
+        `embedder`: one already made from `cfg.embedder` (saves loading the model twice).
+        """
         folder = Path(folder)
         cfg = cfg or MemoryConfig()
         if (folder / STORE_FILE).exists():
@@ -158,7 +163,7 @@ class EditMemory:
                             file=str(folder))
         check_threshold(cfg.threshold, "memory.threshold")
         # Everything that can fail on the config fails before the folder exists.
-        embedder = make_embedder(cfg.embedder)
+        embedder = embedder or make_embedder(cfg.embedder)
         problem = check_index_for_dim(cfg.index, embedder.dim)
         if problem:
             raise UserError(problem, field="memory.index")
@@ -274,7 +279,7 @@ class EditMemory:
         elsewhere with this memory's embedder (one row per record), e.g. by a batch job.
         """
         for i, r in enumerate(records):
-            _check_record(i, r)
+            check_record(i, r)
         if vectors is not None and (vectors.ndim != 2 or vectors.shape != (len(records), self.dim)):
             raise UserError(f"vectors of shape {tuple(vectors.shape)} given for {len(records)} "
                             f"edits of dimension {self.dim}", field="vectors")
