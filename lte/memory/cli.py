@@ -4,6 +4,7 @@ memory in a temporary folder renamed into place, so a failed build leaves nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -146,7 +147,9 @@ def run_search(args) -> int:
 
     if args.k is not None and args.k <= 0:
         raise UserError(f"-k {args.k}: must be > 0")
-    with EditMemory.open(args.dir, readonly=True) as mem:
+    # Libraries print while they load (transformers: "[INFO] Running in WANDB offline mode"):
+    # stdout carries only the answer, so `--json` output parses.
+    with contextlib.redirect_stdout(sys.stderr), EditMemory.open(args.dir, readonly=True) as mem:
         threshold = ... if args.threshold is None else args.threshold
         results = mem.search(args.questions, k=args.k, threshold=threshold)
     if args.json:
