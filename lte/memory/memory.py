@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import threading
 import time
@@ -393,7 +394,7 @@ class EditMemory:
     def search_vectors(self, vecs: np.ndarray, k: int | None = None,
                        threshold: float | None = ...) -> list[list[Hit]]:
         k = k or self.top_k
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k <= 0:
             raise UserError(f"k={k!r} must be a whole number > 0", field="k")
         gate = self.threshold if threshold is ... else threshold
         check_threshold(gate)
@@ -401,7 +402,7 @@ class EditMemory:
             self._refresh()
             # There are never more hits than vectors: a huge k must not reach faiss, which
             # allocates k results per query before searching.
-            k = min(k, max(1, self.index.ntotal))
+            k = int(min(k, max(1, self.index.ntotal)))
             scores, ids = self.index.search(vecs, k)
             wanted = {int(i) for i in ids.ravel() if i >= 0}
             texts = self.store.texts(sorted(wanted))
