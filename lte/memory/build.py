@@ -31,15 +31,24 @@ def check_out_folder(out: Path) -> None:
         raise UserError(f"cannot create it: {parent} is not a writable folder", file=str(out))
 
 
-def build_new(out: Path, cfg: MemoryConfig, records: Sequence[EditRecord]) -> tuple[list, dict]:
-    """Build a memory of `records` at `out` (new or empty); returns (ids, stats)."""
+def load_embedder(cfg: MemoryConfig):
+    """The config's embedder, once the index spec is known to suit its size: a missing model or
+    an impossible index fails here, before any folder exists."""
     from lte.memory.index import check_index_for_dim
-    from lte.memory.memory import EditMemory, make_embedder
+    from lte.memory.memory import make_embedder
 
-    embedder = make_embedder(cfg.embedder)  # a missing model fails before any folder exists
+    embedder = make_embedder(cfg.embedder)
     problem = check_index_for_dim(cfg.index, embedder.dim)
     if problem:
         raise UserError(problem, field="memory.index")
+    return embedder
+
+
+def build_new(out: Path, cfg: MemoryConfig, records: Sequence[EditRecord], embedder
+              ) -> tuple[list, dict]:
+    """Build a memory of `records` at `out` (new or empty); returns (ids, stats)."""
+    from lte.memory.memory import EditMemory
+
     out = out.absolute()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def run_build(args) -> int:
     from pathlib import Path
 
     from lte.config import format_config
-    from lte.memory.build import build_new, check_out_folder
+    from lte.memory.build import build_new, check_out_folder, load_embedder
     from lte.memory.memory import STORE_FILE, EditMemory
 
     cfg = _load_cfg(args, args.index)
@@ -135,8 +135,9 @@ def run_build(args) -> int:
             mem.snapshot()
             stats = mem.stats()
     else:
+        embedder = load_embedder(cfg)
         print(format_config(cfg), file=sys.stderr)
-        ids, stats = build_new(out, cfg, records)
+        ids, stats = build_new(out, cfg, records, embedder)
     print(f"stored {len(ids)} edits in {out}: {stats['live']} live, {stats['superseded']} "
           f"superseded, {stats['deleted']} deleted; index {stats['index']}")
     return 0
