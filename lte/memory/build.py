@@ -66,6 +66,9 @@ def build_new(out: Path, cfg: MemoryConfig, records: Sequence[EditRecord], embed
         if out.is_dir():
             out.rmdir()  # empty (checked): rename(2) replaces only an empty folder anyway
         os.replace(tmp, out)
+    except UserError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(str(e).replace(str(tmp), str(out))) from e  # the folder the user named
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

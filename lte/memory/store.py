@@ -145,7 +145,7 @@ class EditStore:
         try:
             yield
         except sqlite3.DatabaseError as e:
-            raise UserError(_explain(e, doing), file=str(self.path)) from e
+            raise UserError(_explain(e, doing, self.path), file=str(self.path)) from e
 
     def _begin(self):
         if self.readonly:
@@ -165,7 +165,7 @@ class EditStore:
             except sqlite3.DatabaseError:
                 pass
         if isinstance(error, sqlite3.DatabaseError):
-            raise UserError(_explain(error, doing), file=str(self.path)) from error
+            raise UserError(_explain(error, doing, self.path), file=str(self.path)) from error
         raise error
 
     def _acknowledge(self) -> None:
@@ -368,10 +368,24 @@ class EditStore:
                 self.lock = None
 
 
-def _explain(error: sqlite3.DatabaseError, doing: str) -> str:
+def _short_of_space(path: Path) -> bool:
+    """SQLite reports a write refused for space (ENOSPC, EFBIG) as a generic I/O error."""
+    import resource
+    import shutil
+
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < 64 << 20
+    except OSError:
+        return False
+
+
+def _explain(error: sqlite3.DatabaseError, doing: str, path: Path) -> str:
     text = str(error)
     code = getattr(error, "sqlite_errorname", "")
-    if "full" in text or code in ("SQLITE_FULL",):
+    if "full" in text or code == "SQLITE_FULL" or (code.startswith("SQLITE_IOERR")
+                                                   and _short_of_space(path)):
         return (f"cannot {doing} the edit log: the disk is full (or a file-size limit was hit); "
                 f"nothing of this change was stored; free space and retry")
     if "readonly" in text or "read-only" in text or code.startswith("SQLITE_READONLY"):
