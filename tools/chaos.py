@@ -264,7 +264,8 @@ def cli_catalogue(work: Path) -> dict:
                                   "target_new": f"f{i}", "ground_truth": "x"}
                                  for i in range(20)]))
     mem = work / "cat-mem"
-    main(["memory", "build", "--edits", str(edits), "--out", str(mem), *HASHING])
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        main(["memory", "build", "--edits", str(edits), "--out", str(mem), *HASHING])
     (work / "afile").write_text("x")
     (work / "dir.json").mkdir(exist_ok=True)
     bad_sqlite = work / "bad-mem"
@@ -465,6 +466,7 @@ def main() -> None:
     p.add_argument("--fuzz", type=int, default=300)
     p.add_argument("--stalled", type=int, default=500)
     p.add_argument("--no-serve", action="store_true")
+    p.add_argument("--only", default=None, metavar="NAME,NAME", help="run only these sections")
     p.add_argument("--serve-budget-s", type=float, default=420)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
@@ -479,13 +481,15 @@ def main() -> None:
         ("wal_damage", lambda: wal_damage(work, args.trials, rng)),
         ("snapshot_damage", lambda: snapshot_damage(work, args.trials, rng)),
         ("two_writers", lambda: two_writers(work, args.trials)),
-        ("out_of_space", lambda: out_of_space(work, [60_000, 200_000, 600_000])),
+        ("out_of_space", lambda: out_of_space(work, [20_000, 60_000, 150_000, 600_000])),
         ("cli_catalogue", lambda: cli_catalogue(work)),
     ]
     if not args.no_serve:
         sections.append(("serve", lambda: serve_section(work, args.trials, args.fuzz,
                                                         args.stalled, rng,
                                                         args.serve_budget_s)))
+    if args.only:
+        sections = [(n, r) for n, r in sections if n in args.only.split(",")]
     try:
         for name, run in sections:
             t0 = time.perf_counter()

@@ -113,6 +113,14 @@ def _write_atomic(path: Path, write) -> None:
                         f"is the disk full?", file=str(path)) from e
 
 
+def _save_config(cfg: MemoryConfig, folder: Path) -> None:
+    """config.yaml, for people (the log holds the copy that is read back)."""
+    try:
+        save_config(cfg, folder, CONFIG_FILE)
+    except OSError as e:
+        raise disk_error(e, folder / CONFIG_FILE, "write the config") from e
+
+
 class LostEditsError(UserError):
     """The log holds fewer changes than were acknowledged: its WAL was lost or damaged."""
 
@@ -179,7 +187,7 @@ class EditMemory:
             store.set_meta("embedder", {"name": cfg.embedder.name, "dim": mem.dim})
             store.set_meta("format_version", FORMAT_VERSION)
             store.ack.write(0, 0)
-            save_config(cfg, folder, CONFIG_FILE)
+            _save_config(cfg, folder)
             mem.snapshot()
         except BaseException:
             store.close()
@@ -366,7 +374,7 @@ class EditMemory:
         with self._lock:
             self.threshold = self.cfg.threshold = threshold
             self.store.set_meta("config", config_to_dict(self.cfg))
-            save_config(self.cfg, self.folder, CONFIG_FILE)
+            _save_config(self.cfg, self.folder)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, id_: int) -> StoredEdit | None:

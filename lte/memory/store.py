@@ -177,8 +177,9 @@ class EditStore:
         if self.readonly:
             raise UserError("opened read-only; open it for writing to change it",
                             file=str(self.path))
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        (key, json.dumps(value)))
+        with self._errors("write"):
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                            (key, json.dumps(value)))
 
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
