@@ -500,19 +500,20 @@ class EditMemory:
 
     def _check_acknowledged(self) -> None:
         """Refuse a log behind what was acknowledged (edits.acked) or snapshotted (index.json)."""
-        seq, max_id = self.store.last_seq(), self.store.max_id()
+        # Read the snapshot's position and the mark before the log: a writer moves all three
+        # forward (log first), so a reader of a live folder never sees the log behind them.
+        try:
+            meta = json.loads((self.folder / INDEX_META_FILE).read_text())
+            snap_seq = int(meta["last_seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            snap_seq = 0
         mark = self.store.ack.read()
+        seq, max_id = self.store.last_seq(), self.store.max_id()
         evidence = None
         if mark is not None and mark[0] > seq:
             evidence = (ACK_FILE, mark[0], mark[1])
-        else:
-            try:
-                meta = json.loads((self.folder / INDEX_META_FILE).read_text())
-                snap_seq = int(meta["last_seq"])
-            except (OSError, ValueError, KeyError, TypeError):
-                snap_seq = 0
-            if snap_seq > seq:
-                evidence = (INDEX_META_FILE, snap_seq, None)
+        elif snap_seq > seq:
+            evidence = (INDEX_META_FILE, snap_seq, None)
         if evidence is None:
             if mark is None and not self.readonly:  # a memory from before the mark existed
                 self.store.ack.write(seq, max_id)
