@@ -455,9 +455,26 @@ def serve_section(work: Path, trials: int, fuzz: int, stalled: int, rng: random.
                 s.close()
         out["stalled"] = {"connections": len(socks), "healthz": health, "query": query,
                           "sockets_after_checks": states}
+        # SIGTERM: each shard writes its snapshot on the way out, so a restart replays nothing.
+        server.stop()
+        out["sigterm_snapshots"] = _snapshot_positions(work / "serve-mem")
     finally:
         server.kill_tree()
     return out
+
+
+def _snapshot_positions(root: Path) -> dict:
+    import sqlite3
+
+    current = behind = 0
+    for shard in sorted(root.glob("shard-*")):
+        snap = json.loads((shard / "index.json").read_text())["last_seq"]
+        db = sqlite3.connect(f"file:{shard / 'edits.sqlite'}?mode=ro", uri=True)
+        log = db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()[0]
+        db.close()
+        current += snap == log
+        behind += snap != log
+    return {"shards_snapshot_current": current, "shards_snapshot_behind": behind}
 
 
 def main() -> None:
