@@ -15,6 +15,7 @@ file) come out as one-line `UserError`s naming the file.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -120,11 +121,7 @@ class EditStore:
         self.ack = AckMark(self.path.parent)
         try:
             if readonly:
-                uri = f"file:{self.path}?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                          check_same_thread=False)
-                with self._errors("read"):
-                    self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                self.db = self._connect_readonly()
             else:
                 # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
                 self.db = sqlite3.connect(str(self.path), isolation_level=None,
@@ -138,6 +135,22 @@ class EditStore:
                 self.lock.release()
             raise
         self._data_version = self._version()
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        # A WAL reader needs to create edits.sqlite-shm; in a folder it cannot write to (a
+        # read-only copy) the log is opened immutable, which needs no -shm and sees no WAL.
+        for query in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"file:{self.path}?{query}", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                with self._errors("read"):
+                    db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except UserError:
+                db.close()
+                if query == "immutable=1" or os.access(self.path.parent, os.W_OK):
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _errors(self, doing: str):
