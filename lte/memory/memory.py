@@ -143,7 +143,7 @@ class EditMemory:
         self._lock = threading.RLock()
         self._applied_seq = 0  # last log sequence reflected in self.index
         self._snapshot_seq = -1  # log sequence of the snapshot on disk
-        self._snapshot_time = time.monotonic()
+        self._snapshot_time = self._last_change = time.monotonic()
         self._n_live = 0
 
     @property
@@ -345,9 +345,18 @@ class EditMemory:
                     or time.monotonic() - self._snapshot_time >= self.cfg.snapshot_every_s):
                 self.snapshot()
 
-    def snapshot_if_due(self) -> None:
-        """For a timer in a long-running writer (a serve shard): the time-based snapshot."""
-        self._maybe_snapshot()
+    def snapshot_if_due(self, idle_s: float | None = None) -> None:
+        """For a timer in a long-running writer (a serve shard): the time-based snapshot, and,
+        with `idle_s`, one once no change came for that long (a quiet server's snapshot is
+        current, whatever ends it next)."""
+        with self._lock:
+            quiet = (idle_s is not None and self.store is not None
+                     and self._applied_seq != self._snapshot_seq
+                     and time.monotonic() - self._last_change >= idle_s)
+            if quiet:
+                self.snapshot()
+            else:
+                self._maybe_snapshot()
 
     def _apply(self, add_ids: np.ndarray, vecs: np.ndarray, removed: Sequence[int]) -> None:
         """Bring the index up to the log after a committed change."""
@@ -364,6 +373,7 @@ class EditMemory:
             if self.index.wants_rebuild(self._n_live):
                 self.index.rebuild(self._live_source, self._n_live)
         self._applied_seq = self.store.last_seq()
+        self._last_change = time.monotonic()
 
     def _live_source(self):
         return self.store.live_vectors(self.dim)

@@ -52,13 +52,17 @@ def _open_or_create(folder: Path, cfg: MemoryConfig):
     return EditMemory.create(folder, cfg)
 
 
+# A shard with no change for this long writes its snapshot: a SIGTERM may not reach `__del__`
+# (Serve's graceful shutdown has a deadline), and a kill -9 then replays nothing either.
+IDLE_SNAPSHOT_S = 5.0
+
+
 def _snapshot_timer(shard) -> threading.Thread:
-    """Time-based snapshots while the shard is idle (writes trigger the count-based ones)."""
+    """Time-based and idle snapshots (writes trigger the count-based ones)."""
     def loop():
-        period = max(1.0, min(60.0, shard._memory.cfg.snapshot_every_s / 4))
-        while not shard._stopped.wait(period):
+        while not shard._stopped.wait(1.0):
             try:
-                shard._pool.submit(shard._memory.snapshot_if_due).result()
+                shard._pool.submit(shard._memory.snapshot_if_due, IDLE_SNAPSHOT_S).result()
             except Exception as e:  # a failed snapshot must not end the timer: the log holds all
                 print(f"shard {shard.shard}: snapshot failed: {e}", flush=True)
 
@@ -137,6 +141,10 @@ class EditMemoryShard:
 
     async def count(self) -> int:
         return await self._run(len, self._memory)
+
+    async def snapshot(self) -> None:
+        """Write the index snapshot now (for a shutdown that cannot wait for `__del__`)."""
+        await self._run(self._memory.snapshot)
 
     def __del__(self):
         # Serve calls this on a graceful shutdown (SIGTERM of `lte serve`): close() writes the
