@@ -216,6 +216,7 @@ def test_thresholds_must_be_finite_and_k_is_bounded_by_the_memory(tmp_path):
     mem.close()
 
 
+@pytest.mark.slow  # imports Ray Serve (no cluster is started)
 def test_serve_shard_snapshots_on_its_timer_and_on_shutdown(tmp_path):
     """The shard class itself (no Ray): a shard idle for IDLE_SNAPSHOT_S snapshots, and so does
     __del__ (what Serve calls on a graceful shutdown)."""
