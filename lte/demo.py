@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lte.config import DemoConfig
 from lte.config.cli import add_config_args, stage_config
+from lte.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -53,6 +54,8 @@ class _Stages:
 
 def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out)
+    for name in ("align", "memory"):  # before minutes of work, not after
+        _check_own(out / name)
     out.mkdir(parents=True, exist_ok=True)
     from lte.config import save_config
 
@@ -115,17 +118,39 @@ def _build_corpus(cfg: DemoConfig, out: Path) -> dict:
     return manifest
 
 
+# Written into each folder the demo creates and later replaces: `--out` may name a folder that
+# holds someone's own memory or run, which the demo must never delete.
+DEMO_MARKER = ".made-by-lte-demo"
+
+
+def _check_own(folder: Path) -> None:
+    if folder.exists() and not (folder / DEMO_MARKER).is_file():
+        raise UserError(f"exists and was not made by `lte demo` (no {DEMO_MARKER}); the demo "
+                        f"would replace it: pick another --out, or move it away",
+                        file=str(folder))
+
+
+def _clear_own(folder: Path) -> None:
+    _check_own(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mark_own(folder: Path) -> None:
+    (folder / DEMO_MARKER).write_text("made by `lte demo`; a re-run replaces this folder\n")
+
+
 def _align(cfg: DemoConfig, out: Path) -> dict:
     """A from-scratch tiny model for a minute or two: shows the stage runs, not a good editor."""
     from lte.align.recipe import run_alignment
     from lte.config import AlignConfig, load_config
 
-    shutil.rmtree(out / "align", ignore_errors=True)  # the demo's own earlier run: start afresh
+    _clear_own(out / "align")  # the demo's own earlier run: start afresh
     acfg = load_config(AlignConfig, _preset("align"), [
         f"corpus={out / 'corpus'}", f"out={out / 'align'}", "deepspeed=null",
         f"model.name_or_path={cfg.model}",
         f"max_steps={cfg.align_steps}", "save_steps=1000000", "torch_threads=2"])
     final = run_alignment(acfg)
+    _mark_own(out / "align")
     state = _trainer_state(out / "align")
     losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e]
     figures = {"checkpoint": str(final), "steps": cfg.align_steps,
@@ -160,9 +185,9 @@ def _memory(cfg: DemoConfig, out: Path, records, gate: dict):
     from lte.memory import EditMemory
 
     folder = out / "memory"
-    if folder.exists():
-        shutil.rmtree(folder)  # the demo's own earlier run: start from an empty memory
+    _clear_own(folder)  # the demo's own earlier run: start from an empty memory
     memory = EditMemory.create(folder, MemoryConfig(top_k=1, threshold=gate["threshold"]))
+    _mark_own(folder)
     t0 = time.perf_counter()
     ids = memory.add(records, show_progress=True)
     dt = time.perf_counter() - t0

@@ -31,3 +31,18 @@ def test_demo_small_end_to_end(tmp_path):
     assert (out / "align" / "final" / "config.json").is_file()
     assert (out / "memory" / "edits.sqlite").is_file()
     assert "before / after" in proc.stdout and "stage times" in proc.stdout
+    assert (out / "memory" / ".made-by-lte-demo").is_file()
+    assert (out / "align" / ".made-by-lte-demo").is_file()
+
+
+def test_demo_refuses_to_replace_folders_it_did_not_make(tmp_path, capsys):
+    from lte.cli import main
+
+    for name in ("memory", "align"):
+        out = tmp_path / name / "demo"
+        (out / name).mkdir(parents=True)
+        (out / name / "mine.txt").write_text("not the demo's")
+        assert main(["demo", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "was not made by `lte demo`" in err[0], err
+        assert (out / name / "mine.txt").read_text() == "not the demo's"

@@ -66,6 +66,10 @@ class MemoryConfig(Schema):
     """index search device: auto (all GPUs with faiss-gpu) | cpu"""
     add_chunk: int = 1024
     """edits embedded and committed per transaction inside one add()"""
+    snapshot_every: int = 50000
+    """index snapshot (and WAL checkpoint) after this many logged changes, and on close"""
+    snapshot_every_s: float = 300.0
+    """... or after this many seconds, whichever comes first: restart time against write pauses"""
 
     def check(self, p: Problems) -> None:
         p.choice("memory.key", self.key, ("question", "descriptor"))
@@ -76,6 +80,8 @@ class MemoryConfig(Schema):
         p.positive("memory.nprobe", self.nprobe)
         p.positive("memory.ef_search", self.ef_search)
         p.positive("memory.add_chunk", self.add_chunk)
+        p.positive("memory.snapshot_every", self.snapshot_every)
+        p.positive("memory.snapshot_every_s", self.snapshot_every_s)
         if self.retrain_factor <= 1:
             p.add(f"memory.retrain_factor={self.retrain_factor!r} must be > 1")
         problem = check_index_spec(self.index)

@@ -109,12 +109,35 @@ def load(out_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError("no results.json here; run `lte eval --out DIR` first", file=str(path))
     try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"not valid JSON ({e})", file=str(path)) from None
+    except RecursionError:
+        raise UserError("not an lte eval results file (nested too deep)", file=str(path)) from None
     if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
         raise UserError("not an lte eval results file (no 'runs' list)", file=str(path))
+    for i, run in enumerate(results["runs"]):
+        _check_run(run, i, path)
     return results
+
+
+# What the tables and plots read of each run, and the types they need.
+_RUN_FIELDS = {"dataset": str, "method": str, "protocol": str, "phase": str, "size": int,
+               "n_cases": int, "metrics": dict}
+
+
+def _check_run(run, i: int, path: Path) -> None:
+    if not isinstance(run, dict):
+        raise UserError("each run is an object", file=str(path), record=i)
+    for name, kind in _RUN_FIELDS.items():
+        value = run.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"needs a {kind.__name__}, got {value!r:.60}", file=str(path),
+                            record=i, field=name)
+    for name, value in run["metrics"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"a metric is a number or null, got {value!r:.60}", file=str(path),
+                            record=i, field=f"metrics.{name}")
 
 
 def log_wandb(results: dict, project: str, out: Path, memory: dict | None = None) -> None:

@@ -1,7 +1,10 @@
-"""`lte memory build | search | delete | stats | calibrate`: the edit memory from the shell."""
+"""`lte memory build | search | delete | stats | calibrate | backup | repair`: the edit memory
+from the shell. `build` checks everything it can before it creates anything and builds a new
+memory in a temporary folder renamed into place, so a failed build leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -38,12 +41,30 @@ def register(subparsers) -> None:
 
     delete = sub.add_parser("delete", help="delete edits by id (kept in the log, marked)")
     delete.add_argument("dir", metavar="DIR")
-    delete.add_argument("ids", nargs="+", type=int, metavar="ID")
+    delete.add_argument("ids", nargs="+", metavar="ID")
     delete.set_defaults(func=run_delete)
 
     stats = sub.add_parser("stats", help="counts (live, superseded, deleted), index, embedder")
     stats.add_argument("dir", metavar="DIR")
     stats.set_defaults(func=run_stats)
+
+    backup = sub.add_parser(
+        "backup", help="consistent copy of a memory (also one being served)",
+        description="Copy a memory folder through SQLite's online backup plus its index "
+                    "snapshot; safe while another process writes to it. OUT must not exist "
+                    "or be empty.")
+    backup.add_argument("dir", metavar="DIR")
+    backup.add_argument("out", metavar="OUT")
+    backup.set_defaults(func=run_backup)
+
+    repair = sub.add_parser(
+        "repair", help="accept the loss after a lost or damaged edits.sqlite-wal",
+        description="When `open` refuses a memory whose log holds fewer edits than were "
+                    "acknowledged, take the log as it is (the missing edits are gone) and "
+                    "rebuild the index from it. Restoring a backup keeps the edits instead.")
+    repair.add_argument("dir", metavar="DIR")
+    repair.add_argument("--accept-loss", action="store_true", required=True)
+    repair.set_defaults(func=run_repair)
 
     cal = sub.add_parser(
         "calibrate", help="pick the relevance-gate threshold on a dev file",
@@ -82,11 +103,15 @@ def _load_cfg(args):
 
 
 def _read_all(files: list[str], fmt: str | None):
+    """Every record of every file, each checked storable (file and record named otherwise)."""
     from lte.data.readers import read_records
+    from lte.memory.memory import check_record
 
     records = []
     for path in files:
-        records.extend(read_records(path, fmt))
+        for i, r in enumerate(read_records(path, fmt)):
+            check_record(i, r, file=path)
+            records.append(r)
     return records
 
 
@@ -94,23 +119,27 @@ def run_build(args) -> int:
     from pathlib import Path
 
     from lte.config import format_config
+    from lte.memory.build import build_new, check_out_folder, load_embedder
     from lte.memory.memory import STORE_FILE, EditMemory
 
     cfg = _load_cfg(args)
-    records = _read_all(args.edits, args.format)  # every file checked before anything is stored
     out = Path(args.out)
-    if (out / STORE_FILE).exists():
-        if not args.append:
-            raise UserError("already holds an edit memory; pass --append to add to it",
-                            file=str(out))
-        mem = EditMemory.open(out)
+    appending = (out / STORE_FILE).exists()
+    if appending and not args.append:
+        raise UserError("already holds an edit memory; pass --append to add to it",
+                        file=str(out))
+    if not appending:
+        check_out_folder(out)
+    records = _read_all(args.edits, args.format)  # every file checked before anything is stored
+    if appending:
+        with EditMemory.open(out) as mem:
+            ids = mem.add(records, show_progress=True)
+            mem.snapshot()
+            stats = mem.stats()
     else:
+        embedder = load_embedder(cfg)
         print(format_config(cfg), file=sys.stderr)
-        mem = EditMemory.create(out, cfg)
-    with mem:
-        ids = mem.add(records, show_progress=True)
-        mem.snapshot()
-        stats = mem.stats()
+        ids, stats = build_new(out, cfg, records, embedder)
     print(f"stored {len(ids)} edits in {out}: {stats['live']} live, {stats['superseded']} "
           f"superseded, {stats['deleted']} deleted; index {stats['index']}")
     return 0
@@ -121,7 +150,9 @@ def run_search(args) -> int:
 
     if args.k is not None and args.k <= 0:
         raise UserError(f"-k {args.k}: must be > 0")
-    with EditMemory.open(args.dir) as mem:
+    # Libraries print while they load (transformers: "[INFO] Running in WANDB offline mode"):
+    # stdout carries only the answer, so `--json` output parses.
+    with contextlib.redirect_stdout(sys.stderr), EditMemory.open(args.dir, readonly=True) as mem:
         threshold = ... if args.threshold is None else args.threshold
         results = mem.search(args.questions, k=args.k, threshold=threshold)
     if args.json:
@@ -141,8 +172,9 @@ def run_search(args) -> int:
 def run_delete(args) -> int:
     from lte.memory.memory import EditMemory
 
+    ids = [_edit_id(i) for i in args.ids]
     with EditMemory.open(args.dir) as mem:
-        n = mem.delete(args.ids)
+        n = mem.delete(ids)
     print(f"deleted {n} of {len(args.ids)} ids (the others were not live)")
     return 0
 
@@ -150,14 +182,52 @@ def run_delete(args) -> int:
 def run_stats(args) -> int:
     from lte.memory.memory import EditMemory
 
-    with EditMemory.open(args.dir) as mem:
+    with EditMemory.open(args.dir, readonly=True) as mem:
         print(json.dumps(mem.stats(), indent=1))
+    return 0
+
+
+def _edit_id(text: str) -> int:
+    """An edit id as SQLite stores it: a whole number in 1 .. 2^63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"id {text!r} is not a whole number") from None
+    if not 1 <= value < 2**63:
+        raise UserError(f"id {text}: edit ids are 1 .. 2^63-1")
+    return value
+
+
+def run_backup(args) -> int:
+    from pathlib import Path
+
+    from lte.memory.build import check_out_folder
+    from lte.memory.memory import EditMemory
+
+    out = Path(args.out)
+    check_out_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with EditMemory.open(args.dir, readonly=True) as mem:
+        info = mem.backup(out)
+    print(f"backed up {args.dir} to {out}: {info['edits']} edits ({info['live']} live), log "
+          f"position {info['last_seq']}")
+    return 0
+
+
+def run_repair(args) -> int:
+    from lte.memory.memory import EditMemory
+
+    print(EditMemory.accept_loss(args.dir))
+    with EditMemory.open(args.dir) as mem:
+        print(f"{args.dir}: {len(mem)} live edits, index rebuilt from the log")
     return 0
 
 
 def run_calibrate(args) -> int:
     from lte.memory.calibrate import calibrate
 
+    if args.min_keep is not None and not 0 < args.min_keep <= 1:
+        raise UserError(f"--min-keep {args.min_keep}: a share of rephrase hits, in (0, 1]")
     cfg = _load_cfg(args)
     records = _read_all([args.dev], args.format)
     result = calibrate(records, cfg, min_keep=args.min_keep)

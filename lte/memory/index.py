@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lte.config import MemoryConfig
-from lte.config.index_spec import INDEX_SPEC, check_index_spec
+from lte.config.index_spec import INDEX_SPEC, check_index_for_dim, check_index_spec
 from lte.errors import UserError
 
 # k-means wants this many training points per centroid (faiss warns below 39).
@@ -79,12 +79,10 @@ class VectorIndex:
 
         self.faiss = faiss
         self.dim, self.spec = dim, spec
+        problem = check_index_for_dim(spec, dim)
+        if problem:
+            raise UserError(problem, field="memory.index")
         self.s = _parse(spec)
-        if self.s.kind == "ivf" and self.s.coarse.startswith("PQ"):
-            m = int(re.match(r"PQ(\d+)", self.s.coarse).group(1))
-            if dim % m:
-                raise UserError(f"index '{spec}': PQ{m} needs the embedding size ({dim}) to be a "
-                                f"multiple of {m}", field="memory.index")
         self.nprobe, self.ef_search, self.retrain_factor = nprobe, ef_search, retrain_factor
         self.device = device
         self.trained_at = 0  # live vectors when the IVF centroids were trained (0: untrained)

@@ -9,11 +9,18 @@ A memory folder holds (DESIGN.md):
 `add` commits to the log before it touches the index or returns, so an acknowledged edit
 survives a crash; `open` loads the snapshot and replays the log after it, and rebuilds the
 index from the log (with a warning) when the snapshot is missing, damaged or does not match.
+A writer snapshots after `snapshot_every` changes or `snapshot_every_s` seconds and on close,
+checkpointing the WAL each time, so a restart replays little. `open` refuses a log that holds
+fewer changes than were acknowledged (`edits.acked`, or the snapshot's position): that is a
+lost or damaged WAL, said in one line, never a silently smaller memory. One process writes a
+folder (guards.WriterLock); read-only opens follow its commits (`PRAGMA data_version`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import threading
 import time
@@ -29,7 +36,8 @@ from lte.config import MemoryConfig, build_config, config_to_dict, save_config
 from lte.data.record import EditRecord
 from lte.errors import UserError
 from lte.memory.embedder import make_embedder
-from lte.memory.index import VectorIndex
+from lte.memory.guards import ACK_FILE, disk_error
+from lte.memory.index import VectorIndex, check_index_for_dim
 from lte.memory.store import LIVE, OP_ADD, EditStore, NewEdit, StoredEdit
 
 STORE_FILE, INDEX_FILE, INDEX_META_FILE, CONFIG_FILE = (
@@ -55,11 +63,29 @@ def key_text(record: EditRecord, key: str) -> str:
     return record.prompt if key == "question" else record.descriptor
 
 
-def _check_record(i: int, r: EditRecord) -> None:
+def check_record(i: int, r: EditRecord, file: str | None = None) -> None:
     for name in ("prompt", "target_new", "subject"):
         value = getattr(r, name, None)
         if not isinstance(value, str) or (name != "subject" and not value.strip()):
-            raise UserError(f"an edit needs a non-empty string '{name}'", record=i, field=name)
+            raise UserError(f"an edit needs a non-empty string '{name}'", file=file, record=i,
+                            field=name)
+    for name, value in (("prompt", r.prompt), ("target_new", r.target_new),
+                        ("subject", r.subject), ("descriptor", r.descriptor)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate (e.g. "\ud800" in JSON)
+            raise UserError(f"not valid text: {e.reason} at character {e.start}", file=file,
+                            record=i, field=name) from None
+
+
+def check_threshold(threshold, field: str = "threshold") -> None:
+    """A relevance gate is a finite number or None: NaN would turn the gate off silently."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+            or not math.isfinite(threshold):
+        raise UserError(f"{threshold!r}: a threshold is a finite similarity (or none to turn "
+                        f"the gate off)", field=field)
 
 
 def _crc32(path: Path) -> int:
@@ -73,18 +99,41 @@ def _crc32(path: Path) -> int:
 def _write_atomic(path: Path, write) -> None:
     """Write through a temporary file, fsync it, then rename: a crash leaves old or new."""
     tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(e, path, "write the index snapshot") from e
+    except RuntimeError as e:  # faiss reports a failed write (full disk) as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the index snapshot ({str(e).splitlines()[0][:160]}); "
+                        f"is the disk full?", file=str(path)) from e
+
+
+def _save_config(cfg: MemoryConfig, folder: Path) -> None:
+    """config.yaml, for people (the log holds the copy that is read back)."""
+    try:
+        save_config(cfg, folder, CONFIG_FILE)
+    except OSError as e:
+        raise disk_error(e, folder / CONFIG_FILE, "write the config") from e
+
+
+class LostEditsError(UserError):
+    """The log holds fewer changes than were acknowledged: its WAL was lost or damaged."""
 
 
 class EditMemory:
     """Durable edit memory: `add` / `delete` / `get` / `search`, reopened with `open`."""
 
-    def __init__(self, folder: Path, cfg: MemoryConfig, store: EditStore, dim: int | None = None):
+    def __init__(self, folder: Path, cfg: MemoryConfig, store: EditStore, dim: int | None = None,
+                 embedder=None):
+        check_threshold(cfg.threshold, "memory.threshold")
         self.folder, self.cfg, self.store = folder, cfg, store
-        self._embedder = None
+        self.readonly = store.readonly
+        self._embedder = embedder
         # An opened memory knows its dimension from the log: stats, delete and replay do not
         # load the embedder model.
         self.dim = dim if dim is not None else self.embedder.dim
@@ -93,6 +142,7 @@ class EditMemory:
         self._lock = threading.RLock()
         self._applied_seq = 0  # last log sequence reflected in self.index
         self._snapshot_seq = -1  # log sequence of the snapshot on disk
+        self._snapshot_time = self._last_change = time.monotonic()
         self._n_live = 0
 
     @property
@@ -108,63 +158,115 @@ class EditMemory:
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, folder: str | Path, cfg: MemoryConfig | None = None) -> EditMemory:
-        """A new, empty memory in `folder` (which must not already hold one)."""
+    def create(cls, folder: str | Path, cfg: MemoryConfig | None = None, *,
+               embedder=None) -> EditMemory:
+        """A new, empty memory in `folder` (which must not already hold one).
+
+        `embedder`: one already made from `cfg.embedder` (saves loading the model twice).
+        """
         folder = Path(folder)
         cfg = cfg or MemoryConfig()
         if (folder / STORE_FILE).exists():
             raise UserError("already holds an edit memory; open it, or pick another folder",
                             file=str(folder))
-        folder.mkdir(parents=True, exist_ok=True)
+        check_threshold(cfg.threshold, "memory.threshold")
+        # Everything that can fail on the config fails before the folder exists.
+        embedder = embedder or make_embedder(cfg.embedder)
+        problem = check_index_for_dim(cfg.index, embedder.dim)
+        if problem:
+            raise UserError(problem, field="memory.index")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e, folder, "create the memory folder") from e
         store = EditStore(folder / STORE_FILE)
-        mem = cls(folder, cfg, store)
-        store.set_meta("config", config_to_dict(cfg))
-        store.set_meta("embedder", {"name": cfg.embedder.name, "dim": mem.dim})
-        store.set_meta("format_version", FORMAT_VERSION)
-        save_config(cfg, folder, CONFIG_FILE)
-        mem.snapshot()
+        try:
+            mem = cls(folder, cfg, store, dim=embedder.dim, embedder=embedder)
+            store.set_meta("config", config_to_dict(cfg))
+            store.set_meta("embedder", {"name": cfg.embedder.name, "dim": mem.dim})
+            store.set_meta("format_version", FORMAT_VERSION)
+            store.ack.write(0, 0)
+            _save_config(cfg, folder)
+            mem.snapshot()
+        except BaseException:
+            store.close()
+            raise
         return mem
 
     @classmethod
-    def open(cls, folder: str | Path, **overrides) -> EditMemory:
+    def open(cls, folder: str | Path, *, readonly: bool = False, lock_wait_s: float = 0.0,
+             **overrides) -> EditMemory:
         """Open a memory folder: load the index snapshot, replay the log after it.
 
         `overrides` set run-time fields of the stored config (top_k, threshold, nprobe,
-        ef_search, device, add_chunk); what shapes the stored data cannot change.
+        ef_search, device, add_chunk); what shapes the stored data cannot change. A writer
+        (the default) takes the folder's writer lock (waiting up to `lock_wait_s`); `readonly`
+        opens write nothing and follow another process's writes before each answer.
         """
         folder = Path(folder)
         if not (folder / STORE_FILE).is_file():
             raise UserError(f"no edit memory here ({STORE_FILE} is missing); build one with "
                             f"`lte memory build`", file=str(folder))
-        store = EditStore(folder / STORE_FILE)
-        data = store.get_meta("config")
-        if data is None:
+        if not readonly and not os.access(folder, os.W_OK):
+            raise UserError("the memory folder is read-only; this command changes the memory "
+                            "(searches and stats only read it)", file=str(folder))
+        store = EditStore(folder / STORE_FILE, readonly=readonly, lock_wait_s=lock_wait_s)
+        try:
+            mem = cls._from_store(folder, store, overrides)
+            mem._load_index()
+        except BaseException:
             store.close()
+            raise
+        return mem
+
+    @classmethod
+    def _from_store(cls, folder: Path, store: EditStore, overrides: dict) -> EditMemory:
+        with store._errors("read"):
+            data = store.get_meta("config")
+            stored_dim = (store.get_meta("embedder") or {}).get("dim")
+        if data is None:
             raise UserError(f"{STORE_FILE} has no memory config", file=str(folder))
         fixed = {"embedder", "index", "key", "conflict"}
         bad = sorted(set(overrides) & fixed)
         if bad:
-            store.close()
             raise UserError(f"{', '.join(bad)} cannot change on an existing memory; build a new "
                             f"one", file=str(folder))
         cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / STORE_FILE))
-        stored_dim = (store.get_meta("embedder") or {}).get("dim")
         if not isinstance(stored_dim, int):
-            store.close()
             raise UserError(f"{STORE_FILE} does not record the embedding size", file=str(folder))
-        mem = cls(folder, cfg, store, dim=stored_dim)
-        mem._load_index()
-        return mem
+        return cls(folder, cfg, store, dim=stored_dim)
+
+    @classmethod
+    def accept_loss(cls, folder: str | Path) -> str:
+        """Take the log as it is after a lost WAL: drop the acknowledged mark and the snapshot.
+
+        Returns what was given up, in one line. The next `open` rebuilds the index from the log.
+        """
+        folder = Path(folder)
+        store = EditStore(folder / STORE_FILE)
+        try:
+            with store._errors("read"):
+                seq, max_id = store.last_seq(), store.max_id()
+            mark = store.ack.read() or (seq, max_id)
+            for name in (INDEX_FILE, INDEX_META_FILE):
+                (folder / name).unlink(missing_ok=True)
+            store.ack.write(seq, max_id)
+        finally:
+            store.close()
+        return (f"accepted the log as it is: {max(0, mark[1] - max_id)} acknowledged edits and "
+                f"{max(0, mark[0] - seq)} logged changes given up; the index is rebuilt on open")
 
     def close(self) -> None:
         """Snapshot the index if the log moved on since the last one, then release the log."""
         with self._lock:
             if self.store is None:
                 return
-            if self._applied_seq != self._snapshot_seq:
-                self.snapshot()
-            self.store.close()
-            self.store = None
+            try:
+                if not self.readonly and self._applied_seq != self._snapshot_seq:
+                    self.snapshot()
+            finally:
+                self.store.close()
+                self.store = None
 
     def __enter__(self) -> EditMemory:
         return self
@@ -185,7 +287,7 @@ class EditMemory:
         elsewhere with this memory's embedder (one row per record), e.g. by a batch job.
         """
         for i, r in enumerate(records):
-            _check_record(i, r)
+            check_record(i, r)
         if vectors is not None and (vectors.ndim != 2 or vectors.shape != (len(records), self.dim)):
             raise UserError(f"vectors of shape {tuple(vectors.shape)} given for {len(records)} "
                             f"edits of dimension {self.dim}", field="vectors")
@@ -196,23 +298,32 @@ class EditMemory:
             from tqdm import tqdm
 
             bar = tqdm(total=len(records), desc="edits", unit="edit")
-        for start in range(0, len(records), chunk):
-            part = records[start:start + chunk]
-            # Embedding happens outside the lock: searches are not held up by a long add.
-            vecs = (self.embedder.encode([key_text(r, self.cfg.key) for r in part])
-                    if vectors is None else
-                    np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
-            new = [NewEdit(r.case_id, r.subject, r.prompt, r.target_new,
-                           key_text(r, self.cfg.key), r.descriptor, r.to_dict(), v)
-                   for r, v in zip(part, vecs, strict=True)]
-            with self._lock:
-                new_ids, superseded = self.store.add(new, conflict=self.cfg.conflict)
-                self._apply(np.asarray(new_ids, dtype=np.int64), vecs, superseded)
-            ids.extend(new_ids)
+        try:
+            for start in range(0, len(records), chunk):
+                part = records[start:start + chunk]
+                # Embedding happens outside the lock: searches are not held up by a long add.
+                vecs = (self.embedder.encode([key_text(r, self.cfg.key) for r in part])
+                        if vectors is None else
+                        np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
+                new = [NewEdit(r.case_id, r.subject, r.prompt, r.target_new,
+                               key_text(r, self.cfg.key), r.descriptor, r.to_dict(), v)
+                       for r, v in zip(part, vecs, strict=True)]
+                with self._lock:
+                    new_ids, superseded = self.store.add(new, conflict=self.cfg.conflict)
+                    self._apply(np.asarray(new_ids, dtype=np.int64), vecs, superseded)
+                ids.extend(new_ids)
+                if bar is not None:
+                    bar.update(len(part))
+        except Exception as e:
+            landed = _landed(ids, len(records), chunk)
+            if isinstance(e, UserError):
+                raise UserError(f"{e} ({landed})") from e
+            e.add_note(landed)
+            raise
+        finally:
             if bar is not None:
-                bar.update(len(part))
-        if bar is not None:
-            bar.close()
+                bar.close()
+        self._maybe_snapshot()
         return ids
 
     def delete(self, ids: Sequence[int]) -> int:
@@ -220,7 +331,31 @@ class EditMemory:
         with self._lock:
             done = self.store.delete([int(i) for i in ids])
             self._apply(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32), done)
+        self._maybe_snapshot()
         return len(done)
+
+    def _maybe_snapshot(self) -> None:
+        """Snapshot once `snapshot_every` changes or `snapshot_every_s` seconds have passed."""
+        with self._lock:
+            if self.store is None or self.readonly or self._applied_seq == self._snapshot_seq:
+                return
+            behind = self._applied_seq - max(self._snapshot_seq, 0)
+            if (behind >= self.cfg.snapshot_every
+                    or time.monotonic() - self._snapshot_time >= self.cfg.snapshot_every_s):
+                self.snapshot()
+
+    def snapshot_if_due(self, idle_s: float | None = None) -> None:
+        """For a timer in a long-running writer (a serve shard): the time-based snapshot, and,
+        with `idle_s`, one once no change came for that long (a quiet server's snapshot is
+        current, whatever ends it next)."""
+        with self._lock:
+            quiet = (idle_s is not None and self.store is not None
+                     and self._applied_seq != self._snapshot_seq
+                     and time.monotonic() - self._last_change >= idle_s)
+            if quiet:
+                self.snapshot()
+            else:
+                self._maybe_snapshot()
 
     def _apply(self, add_ids: np.ndarray, vecs: np.ndarray, removed: Sequence[int]) -> None:
         """Bring the index up to the log after a committed change."""
@@ -237,21 +372,30 @@ class EditMemory:
             if self.index.wants_rebuild(self._n_live):
                 self.index.rebuild(self._live_source, self._n_live)
         self._applied_seq = self.store.last_seq()
+        self._last_change = time.monotonic()
 
     def _live_source(self):
         return self.store.live_vectors(self.dim)
 
     def set_threshold(self, threshold: float | None) -> None:
         """Set the relevance gate and store it with the memory's config."""
+        check_threshold(threshold)
         with self._lock:
             self.threshold = self.cfg.threshold = threshold
             self.store.set_meta("config", config_to_dict(self.cfg))
-            save_config(self.cfg, self.folder, CONFIG_FILE)
+            _save_config(self.cfg, self.folder)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, id_: int) -> StoredEdit | None:
         with self._lock:
+            self._refresh()
             return self.store.get(int(id_))
+
+    def _refresh(self) -> None:
+        """A reader catches up with commits another process made since its last answer."""
+        if self.readonly and self.store.changed_since_last_look():
+            self._n_live = self.store.count_live()
+            self._replay(self._applied_seq)
 
     def search(self, queries: Sequence[str], k: int | None = None,
                threshold: float | None = ...) -> list[list[Hit]]:
@@ -267,8 +411,15 @@ class EditMemory:
     def search_vectors(self, vecs: np.ndarray, k: int | None = None,
                        threshold: float | None = ...) -> list[list[Hit]]:
         k = k or self.top_k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k <= 0:
+            raise UserError(f"k={k!r} must be a whole number > 0", field="k")
         gate = self.threshold if threshold is ... else threshold
+        check_threshold(gate)
         with self._lock:
+            self._refresh()
+            # There are never more hits than vectors: a huge k must not reach faiss, which
+            # allocates k results per query before searching.
+            k = int(min(k, max(1, self.index.ntotal)))
             scores, ids = self.index.search(vecs, k)
             wanted = {int(i) for i in ids.ravel() if i >= 0}
             texts = self.store.texts(sorted(wanted))
@@ -285,6 +436,7 @@ class EditMemory:
 
     def stats(self) -> dict:
         with self._lock:
+            self._refresh()
             counts = self.store.counts()
             files = {name: (self.folder / name).stat().st_size
                      for name in (STORE_FILE, STORE_FILE + "-wal", INDEX_FILE, INDEX_META_FILE)
@@ -306,6 +458,8 @@ class EditMemory:
     # -- snapshots and replay ----------------------------------------------------------------
     def snapshot(self) -> None:
         """Write index.faiss and index.json for the log position the index reflects."""
+        if self.readonly:
+            return
         with self._lock:
             seq = self._applied_seq
             self.store.checkpoint()  # fold the WAL into edits.sqlite: one file to copy
@@ -320,6 +474,69 @@ class EditMemory:
             _write_atomic(self.folder / INDEX_META_FILE,
                           lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
             self._snapshot_seq = seq
+            self._snapshot_time = time.monotonic()
+
+    def backup(self, out: str | Path) -> dict:
+        """A consistent copy in `out`: SQLite online backup of the log, plus the index snapshot.
+
+        The snapshot files are copied first and the log after, so the copy's log is never behind
+        its snapshot; a snapshot replaced during the copy is detected by its checksum and read
+        again.
+        """
+        import shutil
+
+        out = Path(out)
+        for _ in range(5):
+            for name in (INDEX_META_FILE, INDEX_FILE, CONFIG_FILE):
+                if (self.folder / name).is_file():
+                    shutil.copyfile(self.folder / name, out / name)
+            try:
+                meta = json.loads((out / INDEX_META_FILE).read_text())
+                if _crc32(out / INDEX_FILE) == int(meta["index_crc32"]):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+        self.store.backup_to(out / STORE_FILE)
+        copy = EditStore(out / STORE_FILE)
+        try:
+            seq, max_id, counts = copy.last_seq(), copy.max_id(), copy.counts()
+            copy.ack.write(seq, max_id)
+        finally:
+            copy.close()
+        (out / "writer.lock").unlink(missing_ok=True)
+        return {"out": str(out), "last_seq": seq, "live": counts[LIVE],
+                "edits": sum(counts.values())}
+
+    def _check_acknowledged(self) -> None:
+        """Refuse a log behind what was acknowledged (edits.acked) or snapshotted (index.json)."""
+        # Read the snapshot's position and the mark before the log: a writer moves all three
+        # forward (log first), so a reader of a live folder never sees the log behind them.
+        try:
+            meta = json.loads((self.folder / INDEX_META_FILE).read_text())
+            snap_seq = int(meta["last_seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            snap_seq = 0
+        mark = self.store.ack.read()
+        seq, max_id = self.store.last_seq(), self.store.max_id()
+        evidence = None
+        if mark is not None and mark[0] > seq:
+            evidence = (ACK_FILE, mark[0], mark[1])
+        elif snap_seq > seq:
+            evidence = (INDEX_META_FILE, snap_seq, None)
+        if evidence is None:
+            if mark is None and not self.readonly:  # a memory from before the mark existed
+                self.store.ack.write(seq, max_id)
+            return
+        name, acked_seq, acked_id = evidence
+        edits = ("" if acked_id is None else
+                 f", {max(0, acked_id - max_id)} of them added edits (ids {max_id + 1}-{acked_id})")
+        raise LostEditsError(
+            f"the log holds fewer changes than were acknowledged ({acked_seq - seq} of "
+            f"{acked_seq} logged changes missing{edits}, per {name}): {STORE_FILE}-wal was lost "
+            f"or damaged. Restore the folder from "
+            f"a backup (`lte memory backup`), or accept the loss with "
+            f"`lte memory repair {self.folder} --accept-loss`",
+            file=str(self.folder / STORE_FILE))
 
     def _read_snapshot(self) -> tuple[dict | None, str | None]:
         """(index.json, None) when the snapshot is usable, else (None, why not)."""
@@ -328,15 +545,14 @@ class EditMemory:
             return None, "the index snapshot is missing"
         try:
             meta = json.loads(meta_path.read_text())
-            seq, crc = int(meta["last_seq"]), int(meta["index_crc32"])
+            int(meta["last_seq"])
+            crc = int(meta["index_crc32"])
         except (ValueError, KeyError, TypeError):
             return None, f"{INDEX_META_FILE} is damaged"
         expected = {"embedder": self.cfg.embedder.name, "dim": self.dim, "index": self.cfg.index}
         for key, value in expected.items():
             if meta.get(key) != value:
                 return None, f"{INDEX_META_FILE} says {key}={meta.get(key)!r}, log says {value!r}"
-        if seq > self.store.last_seq():
-            return None, f"the snapshot is ahead of the log (seq {seq})"
         if _crc32(index_path) != crc:
             return None, f"{INDEX_FILE} does not match its checksum"
         try:
@@ -347,7 +563,9 @@ class EditMemory:
         return meta, None
 
     def _load_index(self) -> None:
-        self._n_live = self.store.count_live()
+        with self.store._errors("read"):
+            self._check_acknowledged()
+            self._n_live = self.store.count_live()
         meta, problem = self._read_snapshot()
         if meta is None:
             if self.store.last_seq() > 0:
@@ -371,7 +589,7 @@ class EditMemory:
     def _rebuild(self) -> None:
         self.index.rebuild(self._live_source, self._n_live)
         self._applied_seq = self.store.last_seq()
-        self.snapshot()
+        self.snapshot()  # a reader leaves the snapshot to the writer
 
     def _replay(self, after_seq: int) -> None:
         """Apply the log's changes after `after_seq` to the loaded snapshot."""
@@ -405,3 +623,13 @@ class EditMemory:
             return (f"the index holds {len(ids)} live vectors, the log {len(live)} live edits, "
                     f"after replay")
         return None
+
+
+def _landed(ids: list[int], n: int, chunk: int) -> str:
+    """Which chunks of a failed add are stored: each chunk is one transaction."""
+    chunks = -(-n // chunk)
+    done = -(-len(ids) // chunk) if ids else 0
+    if not ids:
+        return f"none of the {chunks} chunk(s) of {chunk} edits was stored"
+    return (f"chunks 1-{done} of {chunks} were stored: the first {len(ids)} edits, ids "
+            f"{ids[0]}-{ids[-1]}; the rest was not")

@@ -4,18 +4,29 @@ Every change is a row in `log` with a sequence number and a timestamp; `edits` h
 edit with its current status. The key vector is stored with the edit, so the FAISS index can be
 replayed or rebuilt without re-running the embedder. A change is committed (and synced, with
 `synchronous=FULL`) before the call that made it returns, so an acknowledged edit survives a kill.
+
+Two guards around the log (lte/memory/guards.py): the writing process holds an advisory lock on
+the folder, and after every commit it records the log position it acknowledged in `edits.acked`,
+outside the WAL, so a lost or damaged `edits.sqlite-wal` is detected on open instead of silently
+dropping the edits it held. SQLite errors users can cause (a full disk, a damaged or read-only
+file) come out as one-line `UserError`s naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lte.errors import UserError
+from lte.memory.guards import AckMark, WriterLock
 
 LIVE, SUPERSEDED, DELETED = "live", "superseded", "deleted"
 # Log operations. `add` makes a vector live; the other two take it out of the index.
@@ -96,20 +107,92 @@ def _row_to_edit(row) -> StoredEdit:
 
 
 class EditStore:
-    """The SQLite edit log of one memory folder."""
+    """The SQLite edit log of one memory folder.
 
-    def __init__(self, path: str | Path):
+    A writer (the default) takes the folder's writer lock and records acknowledged positions; a
+    reader (`readonly=True`) does neither and can follow another process's writes
+    (`changed_since_last_look`).
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, lock_wait_s: float = 0.0):
         self.path = Path(path)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.readonly = readonly
+        self.lock = None if readonly else WriterLock(self.path.parent, wait_s=lock_wait_s)
+        self.ack = AckMark(self.path.parent)
+        try:
+            if readonly:
+                self.db = self._connect_readonly()
+            else:
+                # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+                self.db = sqlite3.connect(str(self.path), isolation_level=None,
+                                          check_same_thread=False)
+                with self._errors("open"):
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                    self.db.execute("PRAGMA synchronous=FULL")
+                    self.db.executescript(_SCHEMA)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+        self._data_version = self._version()
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        # A WAL reader needs to create edits.sqlite-shm; in a folder it cannot write to (a
+        # read-only copy) the log is opened immutable, which needs no -shm and sees no WAL.
+        for query in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"file:{self.path}?{query}", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                with self._errors("read"):
+                    db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except UserError:
+                db.close()
+                if query == "immutable=1" or os.access(self.path.parent, os.W_OK):
+                    raise
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _errors(self, doing: str):
+        """SQLite failures a user can cause, as one line naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise UserError(_explain(e, doing, self.path), file=str(self.path)) from e
+
+    def _begin(self):
+        if self.readonly:
+            raise UserError("opened read-only; open it for writing to change it",
+                            file=str(self.path))
+        cur = self.db.cursor()
+        with self._errors("write"):
+            cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def _rollback(self, error: BaseException, doing: str):
+        # SQLite has already rolled back after some errors (a full disk among them): a second
+        # ROLLBACK would replace the real error with "no transaction is active".
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+        if isinstance(error, sqlite3.DatabaseError):
+            raise UserError(_explain(error, doing, self.path), file=str(self.path)) from error
+        raise error
+
+    def _acknowledge(self) -> None:
+        """Record, outside the WAL, the log position a caller is about to be told is stored."""
+        self.ack.write(self.last_seq(), self.max_id())
 
     # -- metadata ------------------------------------------------------------------------------
     def set_meta(self, key: str, value) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        (key, json.dumps(value)))
+        if self.readonly:
+            raise UserError("opened read-only; open it for writing to change it",
+                            file=str(self.path))
+        with self._errors("write"):
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                            (key, json.dumps(value)))
 
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -126,8 +209,7 @@ class EditStore:
         now = time.time()
         ids: list[int] = []
         superseded: list[int] = []
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur = self._begin()
         try:
             for e in edits:
                 vec = np.ascontiguousarray(e.vector, dtype=np.float32)
@@ -152,17 +234,16 @@ class EditStore:
                             (OP_ADD, new_id, now))
                 ids.append(new_id)
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        except BaseException as e:
+            self._rollback(e, "add edits to")
+        self._acknowledge()
         return ids, superseded
 
     def delete(self, ids: Sequence[int]) -> list[int]:
         """Mark live edits deleted (kept in the log); returns the ids that were live."""
         now = time.time()
         done = []
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur = self._begin()
         try:
             for i in ids:
                 cur.execute("UPDATE edits SET status = ?, updated = ? WHERE id = ? AND "
@@ -172,17 +253,16 @@ class EditStore:
                                 (OP_DELETE, int(i), now))
                     done.append(int(i))
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        except BaseException as e:
+            self._rollback(e, "delete from")
+        self._acknowledge()
         return done
 
     def update(self, id_: int, *, descriptor: str | None = None, subject: str | None = None
                ) -> bool:
         """Change the stored text of an edit without touching its key vector."""
         now = time.time()
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur = self._begin()
         try:
             if descriptor is not None:
                 cur.execute("UPDATE edits SET descriptor = ?, updated = ? WHERE id = ?",
@@ -195,9 +275,9 @@ class EditStore:
                 cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
                             (OP_UPDATE, id_, now))
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        except BaseException as e:
+            self._rollback(e, "update")
+        self._acknowledge()
         return changed
 
     # -- reads ---------------------------------------------------------------------------------
@@ -215,6 +295,19 @@ class EditStore:
             for id_, desc, subj in self.db.execute(q, chunk):
                 out[id_] = (desc, subj)
         return out
+
+    def max_id(self) -> int:
+        row = self.db.execute("SELECT MAX(id) FROM edits").fetchone()
+        return int(row[0] or 0)
+
+    def _version(self) -> int:
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed_since_last_look(self) -> bool:
+        """True once after another connection committed to the log (SQLite's data_version)."""
+        version = self._version()
+        changed, self._data_version = version != self._data_version, version
+        return changed
 
     def last_seq(self) -> int:
         row = self.db.execute("SELECT MAX(seq) FROM log").fetchone()
@@ -265,7 +358,58 @@ class EditStore:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file (for snapshots and size figures)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not self.readonly:
+            with self._errors("checkpoint"):
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def backup_to(self, path: str | Path) -> None:
+        """A consistent copy of the log through SQLite's online backup (other writers may run)."""
+        dest = sqlite3.connect(str(path))
+        try:
+            with self._errors("back up"):
+                self.db.backup(dest)
+            dest.execute("PRAGMA journal_mode=WAL")
+        finally:
+            dest.close()
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.db.close()
+            self.ack.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+
+def _short_of_space(path: Path) -> bool:
+    """SQLite reports a write refused for space (ENOSPC, EFBIG) as a generic I/O error."""
+    import resource
+    import shutil
+
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < 64 << 20
+    except OSError:
+        return False
+
+
+def _explain(error: sqlite3.DatabaseError, doing: str, path: Path) -> str:
+    text = str(error)
+    code = getattr(error, "sqlite_errorname", "")
+    if "full" in text or code == "SQLITE_FULL" or (code.startswith("SQLITE_IOERR")
+                                                   and _short_of_space(path)):
+        return (f"cannot {doing} the edit log: the disk is full (or a file-size limit was hit); "
+                f"nothing of this change was stored; free space and retry")
+    if "readonly" in text or "read-only" in text or code.startswith("SQLITE_READONLY"):
+        return f"cannot {doing} the edit log: it is read-only (check the folder's permissions)"
+    if "not a database" in text or "malformed" in text or code in ("SQLITE_NOTADB",
+                                                                   "SQLITE_CORRUPT"):
+        return (f"the edit log is damaged ({text}); restore it from a backup "
+                f"(`lte memory backup`)")
+    if "unable to open" in text or code == "SQLITE_CANTOPEN":
+        return f"cannot open the edit log ({text}); check the folder exists and is readable"
+    if "locked" in text or "busy" in text:
+        return f"the edit log is locked by another process ({text}); retry"
+    return f"cannot {doing} the edit log: {text}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,8 +47,28 @@ def _open_or_create(folder: Path, cfg: MemoryConfig):
     from lte.memory import EditMemory
 
     if (folder / LOG_FILE).is_file():
-        return EditMemory.open(folder)
+        # A replica restarted by Serve may start while the one it replaces still exits.
+        return EditMemory.open(folder, lock_wait_s=30.0)
     return EditMemory.create(folder, cfg)
+
+
+# A shard with no change for this long writes its snapshot: a SIGTERM may not reach `__del__`
+# (Serve's graceful shutdown has a deadline), and a kill -9 then replays nothing either.
+IDLE_SNAPSHOT_S = 5.0
+
+
+def _snapshot_timer(shard) -> threading.Thread:
+    """Time-based and idle snapshots (writes trigger the count-based ones)."""
+    def loop():
+        while not shard._stopped.wait(1.0):
+            try:
+                shard._pool.submit(shard._memory.snapshot_if_due, IDLE_SNAPSHOT_S).result()
+            except Exception as e:  # a failed snapshot must not end the timer: the log holds all
+                print(f"shard {shard.shard}: snapshot failed: {e}", flush=True)
+
+    thread = threading.Thread(target=loop, name=f"shard{shard.shard}-snapshots", daemon=True)
+    thread.start()
+    return thread
 
 
 @serve.deployment(num_replicas=1)
@@ -60,6 +81,8 @@ class EditMemoryShard:
         self._pool = worker_pool(f"shard{shard}", torch_threads)
         self._memory = self._pool.submit(_open_or_create, Path(folder), memory).result()
         configure_batching((self.add, self.search), batch_size, batch_wait_s)
+        self._stopped = threading.Event()
+        self._timer = _snapshot_timer(self)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -119,10 +142,19 @@ class EditMemoryShard:
     async def count(self) -> int:
         return await self._run(len, self._memory)
 
+    async def snapshot(self) -> None:
+        """Write the index snapshot now (for a shutdown that cannot wait for `__del__`)."""
+        await self._run(self._memory.snapshot)
+
     def __del__(self):
+        # Serve calls this on a graceful shutdown (SIGTERM of `lte serve`): close() writes the
+        # index snapshot and checkpoints the WAL, so the next start replays nothing.
+        stopped = getattr(self, "_stopped", None)
+        if stopped is not None:
+            stopped.set()
         memory = getattr(self, "_memory", None)
         if memory is not None:
-            memory.close()
+            self._pool.submit(memory.close).result()
 
 
 @serve.deployment(num_replicas=1)
