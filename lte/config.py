@@ -482,16 +482,12 @@ def load_config(cls: type[T], path: str | Path | None = None,
     return build_config(cls, data, source=str(path) if path else "config")
 
 
-def config_to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def save_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
     """Write the resolved config next to an output, so every run says how it was made."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     return path
 
 
@@ -524,4 +520,4 @@ def stage_config_class(stage: str) -> type:
 
 
 def format_config(cfg: Any) -> str:
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip()
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False).rstrip()

@@ -25,11 +25,9 @@ LTE=${LTE:-lte}
 RAY=${RAY:-ray}
 
 # ============================== environment ==============================
-export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
-export TOKENIZERS_PARALLELISM=false
-export RAY_SERVE_THROUGHPUT_OPTIMIZED=${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}  # as lte serve (server.py)
+REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
+# shellcheck source=launch/serve_env.sh
+source "$REPO/launch/serve_env.sh"
 if [[ -z "${LTE_API_TOKEN:-}" ]]; then
   echo "slurm/serve.sh: set LTE_API_TOKEN (the service listens beyond loopback)" >&2
   exit 2
@@ -70,6 +68,7 @@ until [[ "$(RAY_ADDRESS=$HEAD_IP:$RAY_PORT python -c \
 done
 echo "slurm/serve.sh: Ray cluster up: $N_NODES nodes, head $HEAD_IP:$RAY_PORT"
 
-# The head node runs the driver; Serve's proxy binds the configured host on HTTP_PORT.
-RAY_ADDRESS="$HEAD_IP:$RAY_PORT" srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
-  "$LTE" serve --config "$CONFIG" --port "$HTTP_PORT" --set ray_address="$HEAD_IP:$RAY_PORT" "$@"
+# The head node runs the driver, the single-node command joined to the cluster; Serve's proxy
+# binds the configured host on HTTP_PORT.
+RAY_ADDRESS="$HEAD_IP:$RAY_PORT" LTE="$LTE" srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
+  "$REPO/launch/serve.sh" "$CONFIG" --port "$HTTP_PORT" --set ray_address="$HEAD_IP:$RAY_PORT" "$@"

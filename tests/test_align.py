@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from lte.align.checkpoint import checkpoints, newest_checkpoint
-from lte.align.data import PadCollator, load_corpus
+from lte.align.data import load_corpus
 from lte.align.distributed import load_deepspeed_config, zero_stage
 from lte.align.recipe import grad_accumulation
 from lte.align.tracking import Throughput, setup_wandb
 from lte.config import AlignConfig, load_config
 from lte.errors import UserError
+from lte.modeling.batching import PadCollator
 from lte.prompts import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,8 +218,8 @@ def test_single_process_run_without_deepspeed(smoke, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lte.align.checkpoint import read_meta
     from lte.align.recipe import run_alignment
+    from lte.layout import read_meta
 
     model, corpus, tok = smoke
     cfg = load_config(AlignConfig, REPO / "configs/align/tiny.yaml", [

@@ -11,10 +11,11 @@ import pytest
 
 from lte.cli import main
 from lte.config import CorpusConfig, CorpusSource, EmbedderConfig, ModelConfig, load_config
-from lte.corpus.build import MANIFEST, TOKENIZER_DIR, build_corpus
+from lte.corpus.build import build_corpus
 from lte.corpus.construct import IN_SCOPE, LINGUISTIC, OUT_OF_SCOPE
 from lte.data.readers import read_records
 from lte.data.synth import write_world
+from lte.layout import MANIFEST, TOKENIZER_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["id", "source", "capability", "with_edit", "n_descriptors", "messages", "input_ids",

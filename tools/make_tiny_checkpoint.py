@@ -63,7 +63,7 @@ from lte.data.synth import (  # noqa: E402
     to_edit_record,
     world_instructions,
 )
-from lte.memory.embedder import Embedder  # noqa: E402
+from lte.embedding import Embedder  # noqa: E402
 from lte.modeling.tiny import (  # noqa: E402
     TinyModelConfig,
     build_tiny_model,

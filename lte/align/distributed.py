@@ -136,19 +136,6 @@ def partition_summary(model) -> dict:
 
 
 @contextlib.contextmanager
-def gathered(model):
-    """All of `model`'s parameters materialised on every rank (a no-op unless ZeRO-3)."""
-    params = [p for p in model.parameters() if hasattr(p, "ds_numel")]
-    if not params:
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        yield
-
-
-@contextlib.contextmanager
 def outside_zero3():
     """Load a model as a plain one, on one rank, while a ZeRO-3 run is live.
 

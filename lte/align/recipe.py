@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from lte.align import distributed as dist
@@ -23,7 +24,7 @@ from lte.align.checkpoint import (
 from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
 from lte.align.preemption import make_callback as preemption_callback
 from lte.align.tracking import Throughput, flops_per_token, log_run_config, peak_tflops, setup_wandb
-from lte.config import AlignConfig, config_to_dict, format_config, save_config
+from lte.config import AlignConfig, format_config, save_config
 from lte.errors import UserError
 
 log = logging.getLogger("lte.align")
@@ -256,7 +257,7 @@ def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
     throughput = Throughput(flops_per_token(model.config, n_params, mean_len),
                             peak_tflops(cfg), world)
     meta = {
-        "config": config_to_dict(cfg), "corpus_manifest_sha256": corpus.manifest_sha256,
+        "config": asdict(cfg), "corpus_manifest_sha256": corpus.manifest_sha256,
         "corpus_manifest": corpus.manifest, "code_version": code_version(),
         "world_size": world, "gradient_accumulation": accumulation,
         "zero_stage": dist.zero_stage(ds_config), "parameters": n_params,

@@ -258,9 +258,6 @@ class World:
         facts = self._facts(i) if facts is None else facts
         return pool[_FACT_TABLE[r][facts >> (10 * r) & 1023]]
 
-    def edit_relation(self, i: int, meta: int | None = None) -> int:
-        return (self._meta(i) if meta is None else meta) % len(RELATIONS)
-
     def edit_target(self, i: int, r: int) -> tuple[str, int | None]:
         """A new object of the same type, never the original; for spouse also its person id."""
         meta = self._meta(i)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from lte import prompts
 from lte.config import FTLConfig
-from lte.editor import LTEEditor, left_pad
+from lte.editor import LTEEditor
+from lte.modeling.batching import left_pad
 
 
 def _tuned_parameter(model, cfg: FTLConfig):

@@ -92,12 +92,13 @@ def run_build(args) -> int:
     from pathlib import Path
 
     from lte.config import format_config
-    from lte.memory.memory import STORE_FILE, EditMemory
+    from lte.layout import EDIT_LOG
+    from lte.memory.memory import EditMemory
 
     cfg = _load_cfg(args, args.index)
     records = _read_all(args.edits, args.format)  # every file checked before anything is stored
     out = Path(args.out)
-    if (out / STORE_FILE).exists():
+    if (out / EDIT_LOG).exists():
         if not args.append:
             raise UserError("already holds an edit memory; pass --append to add to it",
                             file=str(out))

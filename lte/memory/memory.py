@@ -20,20 +20,19 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lte.config import MemoryConfig, build_config, config_to_dict, save_config
+from lte.config import MemoryConfig, build_config, save_config
 from lte.data.record import EditRecord
+from lte.embedding import make_embedder
 from lte.errors import UserError
-from lte.memory.embedder import make_embedder
+from lte.layout import EDIT_LOG, INDEX_FILE, INDEX_META_FILE, MEMORY_CONFIG
 from lte.memory.index import VectorIndex
 from lte.memory.store import LIVE, OP_ADD, EditStore, NewEdit, StoredEdit
 
-STORE_FILE, INDEX_FILE, INDEX_META_FILE, CONFIG_FILE = (
-    "edits.sqlite", "index.faiss", "index.json", "config.yaml")
 FORMAT_VERSION = 1
 
 
@@ -113,16 +112,16 @@ class EditMemory:
         """A new, empty memory in `folder` (which must not already hold one)."""
         folder = Path(folder)
         cfg = cfg or MemoryConfig()
-        if (folder / STORE_FILE).exists():
+        if (folder / EDIT_LOG).exists():
             raise UserError("already holds an edit memory; open it, or pick another folder",
                             file=str(folder))
         folder.mkdir(parents=True, exist_ok=True)
-        store = EditStore(folder / STORE_FILE)
+        store = EditStore(folder / EDIT_LOG)
         mem = cls(folder, cfg, store)
-        store.set_meta("config", config_to_dict(cfg))
+        store.set_meta("config", asdict(cfg))
         store.set_meta("embedder", {"name": cfg.embedder.name, "dim": mem.dim})
         store.set_meta("format_version", FORMAT_VERSION)
-        save_config(cfg, folder, CONFIG_FILE)
+        save_config(cfg, folder, MEMORY_CONFIG)
         mem.snapshot()
         return mem
 
@@ -134,25 +133,25 @@ class EditMemory:
         ef_search, device, add_chunk); what shapes the stored data cannot change.
         """
         folder = Path(folder)
-        if not (folder / STORE_FILE).is_file():
-            raise UserError(f"no edit memory here ({STORE_FILE} is missing); build one with "
+        if not (folder / EDIT_LOG).is_file():
+            raise UserError(f"no edit memory here ({EDIT_LOG} is missing); build one with "
                             f"`lte memory build`", file=str(folder))
-        store = EditStore(folder / STORE_FILE)
+        store = EditStore(folder / EDIT_LOG)
         data = store.get_meta("config")
         if data is None:
             store.close()
-            raise UserError(f"{STORE_FILE} has no memory config", file=str(folder))
+            raise UserError(f"{EDIT_LOG} has no memory config", file=str(folder))
         fixed = {"embedder", "index", "key", "conflict"}
         bad = sorted(set(overrides) & fixed)
         if bad:
             store.close()
             raise UserError(f"{', '.join(bad)} cannot change on an existing memory; build a new "
                             f"one", file=str(folder))
-        cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / STORE_FILE))
+        cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / EDIT_LOG))
         stored_dim = (store.get_meta("embedder") or {}).get("dim")
         if not isinstance(stored_dim, int):
             store.close()
-            raise UserError(f"{STORE_FILE} does not record the embedding size", file=str(folder))
+            raise UserError(f"{EDIT_LOG} does not record the embedding size", file=str(folder))
         mem = cls(folder, cfg, store, dim=stored_dim)
         mem._load_index()
         return mem
@@ -246,8 +245,8 @@ class EditMemory:
         """Set the relevance gate and store it with the memory's config."""
         with self._lock:
             self.threshold = self.cfg.threshold = threshold
-            self.store.set_meta("config", config_to_dict(self.cfg))
-            save_config(self.cfg, self.folder, CONFIG_FILE)
+            self.store.set_meta("config", asdict(self.cfg))
+            save_config(self.cfg, self.folder, MEMORY_CONFIG)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, id_: int) -> StoredEdit | None:
@@ -288,7 +287,7 @@ class EditMemory:
         with self._lock:
             counts = self.store.counts()
             files = {name: (self.folder / name).stat().st_size
-                     for name in (STORE_FILE, STORE_FILE + "-wal", INDEX_FILE, INDEX_META_FILE)
+                     for name in (EDIT_LOG, EDIT_LOG + "-wal", INDEX_FILE, INDEX_META_FILE)
                      if (self.folder / name).exists()}
             return {
                 "folder": str(self.folder),

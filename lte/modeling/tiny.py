@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
@@ -106,7 +106,3 @@ def save_tiny(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -
     if meta is not None:
         (out / "lte_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return out
-
-
-def tiny_config_dict(cfg: TinyModelConfig) -> dict:
-    return asdict(cfg)

@@ -103,7 +103,7 @@ class Api:
     def __init__(self, shards: list, generator, limits: Limits, default_k: int,
                  token_sha256: str, embedder: EmbedderConfig, batch_size: int,
                  batch_wait_s: float, torch_threads: int):
-        from lte.memory.embedder import make_embedder
+        from lte.embedding import make_embedder
         from lte.serve.deployments import configure_batching, worker_pool
 
         self._pool = worker_pool("embedder", torch_threads)

@@ -19,7 +19,8 @@ import numpy as np
 from ray import serve
 
 from lte.config import MemoryConfig, ModelConfig
-from lte.serve.sharding import LOG_FILE, from_global, to_global
+from lte.layout import EDIT_LOG
+from lte.serve.sharding import from_global, to_global
 
 
 def _set_torch_threads(n: int) -> None:
@@ -45,7 +46,7 @@ def configure_batching(handlers, batch_size: int, batch_wait_s: float) -> None:
 def _open_or_create(folder: Path, cfg: MemoryConfig):
     from lte.memory import EditMemory
 
-    if (folder / LOG_FILE).is_file():
+    if (folder / EDIT_LOG).is_file():
         return EditMemory.open(folder)
     return EditMemory.create(folder, cfg)
 
