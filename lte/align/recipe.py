@@ -14,18 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lte.align import distributed as dist
-from lte.align.checkpoint import (
-    FINAL_DIR,
-    checkpoints,
-    code_version,
-    newest_checkpoint,
-    write_meta,
-)
-from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
+from lte.align.checkpoint import checkpoints, code_version, newest_checkpoint
+from lte.align.data import ExampleDataset, load_corpus, read_manifest
 from lte.align.preemption import make_callback as preemption_callback
 from lte.align.tracking import Throughput, flops_per_token, log_run_config, peak_tflops, setup_wandb
 from lte.config import AlignConfig, format_config, save_config
 from lte.errors import UserError
+from lte.layout import FINAL_DIR, TOKENIZER_DIR, write_meta
+from lte.modeling.batching import PadCollator
 
 log = logging.getLogger("lte.align")
 VERIFY_FILE = "verify_save.safetensors"

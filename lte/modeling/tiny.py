@@ -6,10 +6,11 @@ chat template), saved as an ordinary folder, so no later code special-cases the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from lte.layout import write_meta
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 USER, ASSISTANT, SYSTEM = "<|user|>", "<|assistant|>", "<|system|>"
@@ -104,5 +105,5 @@ def save_tiny(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if meta is not None:
-        (out / "lte_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        write_meta(out, meta)
     return out
