@@ -32,17 +32,11 @@ def tiny_model_path(tmp_dir: Path) -> str:
         return "lte:tiny"
     except UserError:
         pass
-    from lte import prompts
-    from lte.modeling.tiny import TinyModelConfig, build_tiny_model, save_tiny, train_tokenizer
-    from lte.serve.loadtest import world_records
+    from lte.data.synth import record_texts, synth_records
+    from lte.modeling.tiny import write_tiny_model
 
-    texts = [prompts.editing_prompt(r.prompt, [r.descriptor]) + " " + r.target_new
-             for r in world_records(200, 0)]
-    tok = train_tokenizer(texts, vocab_size=512)
-    cfg = TinyModelConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
-                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                          max_position_embeddings=512)
-    return str(save_tiny(build_tiny_model(cfg, tok), tok, tmp_dir / "tiny-model"))
+    texts = record_texts(synth_records(200, 0))
+    return str(write_tiny_model(tmp_dir / "tiny-model", texts, vocab_size=512, heads=2))
 
 
 class ServerProcess:

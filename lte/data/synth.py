@@ -15,7 +15,7 @@ million records stream to disk in about a minute.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -395,6 +395,22 @@ def to_edit_record(d: dict, source: str = "synth") -> EditRecord:
         rephrase_prompts=list(d["rephrase_prompt"]), portability=qas(d["portability"]),
         locality=qas(d["locality"]), source=source,
     )
+
+
+def synth_records(n_edits: int, seed: int = 0, source: str = "synth") -> list[EditRecord]:
+    """The first `n_edits` edits of the world of `seed`: the tiny record source of tests, smoke
+    corpora and load tests."""
+    return [to_edit_record(d, source) for d in generate_world(n_edits, seed)] if n_edits else []
+
+
+def record_texts(records: Iterable[EditRecord]) -> list[str]:
+    """Every question and answer of `records` (text to train a tiny tokenizer on)."""
+    texts = []
+    for r in records:
+        texts += [r.descriptor, r.target_new, *r.ground_truth, *r.rephrase_prompts]
+        for qas in (*r.portability.values(), *r.locality.values()):
+            texts += [f"{qa.prompt} {qa.answer}" for qa in qas]
+    return texts
 
 
 def world_instructions(n: int, seed: int = 0, start: int = 0) -> Iterator[tuple[str, QA]]:
