@@ -27,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tokens_per_s(run: Path, skip: int) -> tuple[float, list[float]]:
-    state = json.loads((run / "trainer_state.json").read_text())
-    rates = [h["tokens_per_s"] for h in state["log_history"]
-             if "tokens_per_s" in h and h["step"] > skip]
-    return statistics.median(rates), [h["loss"] for h in state["log_history"] if "loss" in h]
+    from lte.layout import read_meta
+
+    history = read_meta(run)["loss_history"]
+    rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h and h["step"] > skip]
+    return statistics.median(rates), [h["loss"] for h in history]
 
 
 def main() -> int:

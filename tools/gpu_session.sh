@@ -8,7 +8,8 @@
 #
 # Needs the corpora built here first (`lte corpus build`, as tools/study_tiny.sh does), and on
 # an image without DeepSpeed, PYTHONPATH pointing at a folder holding it. Writes into OUTDIR:
-# align-full.tgz and align-no-oos.tgz (final/ + trainer_state.json + logs) and gpu_check.log.
+# align-full.tgz and align-no-oos.tgz (final/ whose lte_meta.json has the loss history; logs)
+# and gpu_check.log.
 set -uo pipefail
 
 OUTDIR="${1:?usage: tools/gpu_session.sh OUTDIR}"

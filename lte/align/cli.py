@@ -56,5 +56,4 @@ def _run(args) -> int:
     final = run_alignment(cfg, resume=resume)
     if distributed.is_main():
         print(final, flush=True)
-    distributed.shutdown()
     return 0

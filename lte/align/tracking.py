@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import statistics
 from pathlib import Path
 
 from lte.availability import wandb_enabled
@@ -55,6 +56,23 @@ class Throughput:
                 out["mfu"] = round(rate * self.flops_per_token / (self.peak * 1e12 * self.world), 4)
         self.last_tokens, self.last_time = tokens_seen, now
         return out
+
+
+def training_log(log_history: list[dict]) -> dict:
+    """The Trainer's per-step log and a throughput summary, for lte_meta.json (a resumed run's
+    history includes the steps before the resume, restored from the checkpoint)."""
+    keys = ("step", "loss", "grad_norm", "learning_rate", "tokens_per_s", "mfu")
+    steps = [{k: h[k] for k in keys if k in h} for h in log_history if "loss" in h]
+    summary = next((h for h in log_history if "train_runtime" in h), {})
+
+    def median(key: str) -> float | None:
+        values = [h[key] for h in steps if key in h]
+        return statistics.median(values) if values else None
+
+    return {"loss_history": steps,
+            "throughput": {"tokens_per_s_median": median("tokens_per_s"),
+                           "mfu_median": median("mfu"),
+                           "train_runtime_s": summary.get("train_runtime")}}
 
 
 def _has_wandb_key() -> bool:
