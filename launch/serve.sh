@@ -9,7 +9,8 @@ CONFIG=${1:-configs/serve/tiny.yaml}
 shift || true
 LTE=${LTE:-lte}
 
-# shellcheck source=launch/serve_env.sh
+# serve_env.sh is shellchecked on its own (tests/test_align_scripts.py)
+# shellcheck disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/serve_env.sh"
 
 exec "$LTE" serve --config "$CONFIG" "$@"

@@ -26,7 +26,8 @@ RAY=${RAY:-ray}
 
 # ============================== environment ==============================
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
-# shellcheck source=launch/serve_env.sh
+# serve_env.sh is shellchecked on its own (tests/test_align_scripts.py)
+# shellcheck disable=SC1091
 source "$REPO/launch/serve_env.sh"
 if [[ -z "${LTE_API_TOKEN:-}" ]]; then
   echo "slurm/serve.sh: set LTE_API_TOKEN (the service listens beyond loopback)" >&2
