@@ -95,12 +95,7 @@ class ServerProcess:
     def kill_tree(self) -> list[psutil.Process]:
         """SIGKILL the server and every process below it; returns the processes killed."""
         procs = self.tree()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
+        _kill(procs)
         if self.proc is not None:
             self.proc.wait(timeout=30)
         return procs
@@ -116,9 +111,14 @@ class ServerProcess:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pass
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
+        _kill(procs)
+
+
+def _kill(procs: list[psutil.Process]) -> None:
+    """SIGKILL each process still alive and wait for them all."""
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
