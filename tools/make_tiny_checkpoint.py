@@ -321,11 +321,8 @@ def _exact(values: list[float]) -> float | None:
     return metrics.mean(float(v == 1.0) for v in values)
 
 
-def _score(held: HeldOut, fresh: bool = False) -> list[metrics.CaseResult]:
-    if fresh:
-        return score_cases(held.fresh_edits, held.fresh, held.fresh_ids, {}, SCORE)[0]
-    pre = pre_edit_locality(held.edits.editor, held.records)
-    return score_cases(held.edits, held.records, held.ids, pre, SCORE)[0]
+def _score(method: RetrievalMethod, records, ids, pre=None) -> list[metrics.CaseResult]:
+    return score_cases(method, records, ids, pre or {}, SCORE)[0]
 
 
 def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
@@ -333,7 +330,9 @@ def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
     model.eval()
     questions = [(r.case_id, q) for r in held.records for q in r.rephrase_prompts]
     hits = held.edits.editor.retrieve([q for _, q in questions], k=1)
-    cases, fresh = _score(held), _score(held, fresh=True)
+    pre = pre_edit_locality(held.edits.editor, held.records)  # the bare questions, no edit
+    cases = _score(held.edits, held.records, held.ids, pre)
+    fresh = _score(held.fresh_edits, held.fresh, held.fresh_ids)
     summary, rephrase, agree = metrics.aggregate(cases), _rephrase_scores(cases), \
         _locality_scores(cases)
     same = [r.subject in qa.prompt for r in held.records for qas in r.locality.values()
@@ -356,7 +355,7 @@ def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
         memory = held.edits.editor.memory
         memory.set_threshold(gate)
         try:
-            gated = _score(held)
+            gated = _score(held.edits, held.records, held.ids, pre)
         finally:
             memory.set_threshold(None)
         gated_summary = metrics.aggregate(gated)
