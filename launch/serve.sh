@@ -9,9 +9,8 @@ CONFIG=${1:-configs/serve/tiny.yaml}
 shift || true
 LTE=${LTE:-lte}
 
-export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
-export TOKENIZERS_PARALLELISM=false
+# serve_env.sh is shellchecked on its own (tests/test_align_scripts.py)
+# shellcheck disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/serve_env.sh"
 
 exec "$LTE" serve --config "$CONFIG" "$@"

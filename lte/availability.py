@@ -11,19 +11,6 @@ def _has(module: str) -> bool:
 
 
 WANDB_AVAILABLE = _has("wandb")
-DEEPSPEED_AVAILABLE = _has("deepspeed")
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def cuda_device_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def faiss_gpu_available() -> bool:

@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lte", description="Learning to Edit at cluster scale.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in STAGE_CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # stage not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     bench = sub.add_parser("bench", help="benchmarks (each measured against a baseline in the "
                                          "same run)")
     benchmarks = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)

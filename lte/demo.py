@@ -143,6 +143,7 @@ def _align(cfg: DemoConfig, out: Path) -> dict:
     """A from-scratch tiny model for a minute or two: shows the stage runs, not a good editor."""
     from lte.align.recipe import run_alignment
     from lte.config import AlignConfig, load_config
+    from lte.layout import read_meta
 
     _clear_own(out / "align")  # the demo's own earlier run: start afresh
     acfg = load_config(AlignConfig, _preset("align"), [
@@ -151,8 +152,7 @@ def _align(cfg: DemoConfig, out: Path) -> dict:
         f"max_steps={cfg.align_steps}", "save_steps=1000000", "torch_threads=2"])
     final = run_alignment(acfg)
     _mark_own(out / "align")
-    state = _trainer_state(out / "align")
-    losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e]
+    losses = [e["loss"] for e in read_meta(final)["loss_history"]]
     figures = {"checkpoint": str(final), "steps": cfg.align_steps,
                "loss_first": losses[0] if losses else None,
                "loss_last": losses[-1] if losses else None}
@@ -255,11 +255,6 @@ def _preset(stage: str) -> Path:
         raise UserError("the demo needs the configs/ folder of a checkout (run it from the "
                         "repository: make demo)", file=str(path))
     return path
-
-
-def _trainer_state(run: Path) -> dict:
-    states = sorted(run.rglob("trainer_state.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(states[-1].read_text()) if states else {}
 
 
 def _fmt(v) -> str:

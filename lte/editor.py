@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from lte import prompts
 from lte.config import EditorConfig
+from lte.modeling.batching import left_pad
 
 
 @dataclass
@@ -24,6 +25,15 @@ class Answer:
 
     text: str
     hits: list = field(default_factory=list)
+
+
+def token_accuracy(predicted: Sequence[int], target: Sequence[int]) -> float | None:
+    """(1/T) sum_t [pred_t == y_t]; None for an empty target (EasyEdit drops NaN)."""
+    if len(target) == 0:
+        return None
+    if len(predicted) != len(target):
+        raise ValueError(f"{len(predicted)} predictions for {len(target)} target tokens")
+    return sum(int(p == t) for p, t in zip(predicted, target, strict=True)) / len(target)
 
 
 @dataclass
@@ -36,8 +46,6 @@ class TokenPrediction:
     @property
     def accuracy(self) -> float | None:
         """Fraction of target tokens predicted exactly; None for an empty target."""
-        from lte.eval.metrics import token_accuracy
-
         return token_accuracy(self.predicted, self.target)
 
 
@@ -48,26 +56,6 @@ def _as_list(x) -> list:
 def _chunks(order: list[int], size: int):
     for i in range(0, len(order), size):
         yield order[i:i + size]
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
-    """(input_ids, attention_mask, position_ids) for left-padded sequences.
-
-    Position ids count only real tokens, so row i gets positions 0..len_i-1 whatever its padding;
-    without them HF models number the pad columns too and a padded row drifts from its unbatched
-    result.
-    """
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device)
 
 
 class LTEEditor:

@@ -36,10 +36,10 @@ if [[ ! -s "$RAY_AUTH_TOKEN_PATH" ]]; then
   mkdir -p "$(dirname "$RAY_AUTH_TOKEN_PATH")"
   (umask 077 && python -c 'import secrets; print(secrets.token_hex(32))' > "$RAY_AUTH_TOKEN_PATH")
 fi
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-export TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
-export TOKENIZERS_PARALLELISM=false
-export RAY_SERVE_THROUGHPUT_OPTIMIZED=${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}  # as lte serve (server.py)
+REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
+# serve_env.sh is shellchecked on its own (tests/test_align_scripts.py)
+# shellcheck disable=SC1091
+source "$REPO/launch/serve_env.sh"
 if [[ -z "${LTE_API_TOKEN:-}" ]]; then
   echo "slurm/serve.sh: set LTE_API_TOKEN (the service listens beyond loopback)" >&2
   exit 2
@@ -81,6 +81,7 @@ until [[ "$(RAY_ADDRESS=$HEAD_IP:$RAY_PORT python -c \
 done
 echo "slurm/serve.sh: Ray cluster up: $N_NODES nodes, head $HEAD_IP:$RAY_PORT"
 
-# The head node runs the driver; Serve's proxy binds the configured host on HTTP_PORT.
-RAY_ADDRESS="$HEAD_IP:$RAY_PORT" srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
-  "$LTE" serve --config "$CONFIG" --port "$HTTP_PORT" ray_address="$HEAD_IP:$RAY_PORT" "$@"
+# The head node runs the driver, the single-node command joined to the cluster; Serve's proxy
+# binds the configured host on HTTP_PORT.
+RAY_ADDRESS="$HEAD_IP:$RAY_PORT" LTE="$LTE" srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
+  "$REPO/launch/serve.sh" "$CONFIG" --port "$HTTP_PORT" ray_address="$HEAD_IP:$RAY_PORT" "$@"

@@ -32,17 +32,11 @@ def tiny_model_path(tmp_dir: Path) -> str:
         return "lte:tiny"
     except UserError:
         pass
-    from lte import prompts
-    from lte.modeling.tiny import TinyModelConfig, build_tiny_model, save_tiny, train_tokenizer
-    from lte.serve.loadtest import world_records
+    from lte.data.synth import record_texts, synth_records
+    from lte.modeling.tiny import write_tiny_model
 
-    texts = [prompts.editing_prompt(r.prompt, [r.descriptor]) + " " + r.target_new
-             for r in world_records(200, 0)]
-    tok = train_tokenizer(texts, vocab_size=512)
-    cfg = TinyModelConfig(vocab_size=512, hidden_size=64, intermediate_size=128,
-                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                          max_position_embeddings=512)
-    return str(save_tiny(build_tiny_model(cfg, tok), tok, tmp_dir / "tiny-model"))
+    texts = record_texts(synth_records(200, 0))
+    return str(write_tiny_model(tmp_dir / "tiny-model", texts, vocab_size=512, heads=2))
 
 
 class ServerProcess:
@@ -101,12 +95,7 @@ class ServerProcess:
     def kill_tree(self) -> list[psutil.Process]:
         """SIGKILL the server and every process below it; returns the processes killed."""
         procs = self.tree()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
+        _kill(procs)
         if self.proc is not None:
             self.proc.wait(timeout=30)
         return procs
@@ -122,9 +111,14 @@ class ServerProcess:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pass
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
+        _kill(procs)
+
+
+def _kill(procs: list[psutil.Process]) -> None:
+    """SIGKILL each process still alive and wait for them all."""
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)

@@ -3,7 +3,6 @@ points, tracking, the CLI's errors, and a whole single-process run without DeepS
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from lte.align.checkpoint import checkpoints, newest_checkpoint
-from lte.align.data import PadCollator, load_corpus
+from lte.align.data import load_corpus
 from lte.align.distributed import load_deepspeed_config, zero_stage
 from lte.align.recipe import grad_accumulation
 from lte.align.tracking import Throughput, setup_wandb
 from lte.config import AlignConfig, load_config
 from lte.errors import UserError
+from lte.modeling.batching import PadCollator
 from lte.prompts import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,8 +217,8 @@ def test_single_process_run_without_deepspeed(smoke, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lte.align.checkpoint import read_meta
     from lte.align.recipe import run_alignment
+    from lte.layout import read_meta
 
     model, corpus, tok = smoke
     cfg = load_config(AlignConfig, REPO / "configs/align/tiny.yaml", [
@@ -226,10 +226,11 @@ def test_single_process_run_without_deepspeed(smoke, tmp_path):
         "max_steps=6", "save_steps=3", "logging_steps=1", "global_batch_size=8",
         "micro_batch_size=4", "lr=3e-3", "warmup_ratio=0.0", "lr_scheduler=constant"])
     final = run_alignment(cfg)
-    state = json.loads((tmp_path / "trainer_state.json").read_text())
-    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
-    assert len(losses) == 6 and losses[-1] < losses[0]
     meta = read_meta(final)
+    losses = [h["loss"] for h in meta["loss_history"]]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert meta["throughput"]["tokens_per_s_median"] > 0 and meta["throughput"]["train_runtime_s"]
+    assert not (tmp_path / "trainer_state.json").exists()  # HF's file stays in checkpoint-N/
     assert meta["global_step"] == 6 and meta["world_size"] == 1 and meta["zero_stage"] == 0
     assert meta["gradient_accumulation"] == 2 and meta["verify_save"]["ok"]
     assert meta["config"]["corpus"] == str(corpus)

@@ -11,10 +11,11 @@ import pytest
 
 from lte.cli import main
 from lte.config import CorpusConfig, CorpusSource, EmbedderConfig, ModelConfig, load_config
-from lte.corpus.build import MANIFEST, TOKENIZER_DIR, build_corpus
+from lte.corpus.build import build_corpus
 from lte.corpus.construct import IN_SCOPE, LINGUISTIC, OUT_OF_SCOPE
 from lte.data.readers import read_records
 from lte.data.synth import write_world
+from lte.layout import MANIFEST, TOKENIZER_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["id", "source", "capability", "with_edit", "n_descriptors", "messages", "input_ids",
@@ -159,14 +160,11 @@ def test_model_answers_replace_the_files_answers(tmp_path):
     import torch
 
     from lte.corpus.answers import AnswerGenerator
-    from lte.modeling.tiny import TinyModelConfig, build_tiny_model, save_tiny, train_tokenizer
+    from lte.modeling.tiny import save_tiny, tiny_model
 
     world = _good_source(tmp_path)
-    texts = [r.descriptor for r in read_records(world)]
-    tok = train_tokenizer(texts, vocab_size=400)
-    model = build_tiny_model(TinyModelConfig(hidden_size=32, intermediate_size=64,
-                                             num_hidden_layers=1, num_attention_heads=2,
-                                             num_key_value_heads=2), tok)
+    model, tok = tiny_model([r.descriptor for r in read_records(world)], vocab_size=400,
+                            hidden_size=32, layers=1, heads=2)
     with torch.no_grad():  # an untrained model: keep it off special tokens, so answers are text
         model.get_input_embeddings().weight[: len(tok.all_special_ids) + 1] = 0.0
     model_dir = save_tiny(model, tok, tmp_path / "base")

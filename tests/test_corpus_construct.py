@@ -29,7 +29,7 @@ from lte.corpus.sources import (
     subject_key,
 )
 from lte.data.record import QA, EditRecord
-from lte.memory.embedder import make_embedder
+from lte.embedding import make_embedder
 from lte.prompts import IGNORE_INDEX, chat_prefix, editing_prompt
 
 

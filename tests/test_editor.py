@@ -9,7 +9,8 @@ import torch
 from eval_support import WordMemory, make_editor, make_records, tiny_model, tiny_tokenizer
 
 from lte import prompts
-from lte.editor import LTEEditor, left_pad
+from lte.editor import LTEEditor
+from lte.modeling.batching import left_pad
 
 torch.set_num_threads(2)
 

@@ -92,7 +92,8 @@ def test_scoring_gold_context_beats_nothing_only_through_context(editor):
     # No context at all: the locality questions are asked exactly as before the edit.
     assert all(v == 1.0 for r in none_res for vals in r.locality.values() for v in vals)
     assert lte_res[0].fluency is not None and lte_res[1].fluency is None
-    assert set(lte_res[0].portability) == {"Reasoning"} and len(lte_res[0].rephrase) == 1
+    assert set(lte_res[0].portability) == {"Reasoning"}
+    assert len(lte_res[0].rephrase) == len(recs[0].rephrase_prompts)
     assert latency > 0
 
 

@@ -126,8 +126,9 @@ def test_shipped_checkpoint_applies_an_edit_it_has_never_seen():
 
 
 def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
-    """tools/make_tiny_checkpoint.py end to end at toy size: data, tokenizer, training, held-out
-    evaluation, and a checkpoint whose meta says how to remake it."""
+    """tools/make_tiny_checkpoint.py end to end at toy size: the YAML recipe with overrides,
+    data, tokenizer, training, held-out evaluation by lte.eval, a checkpoint whose meta says how
+    to remake it, and --eval-only on it reproducing its final figures."""
     import importlib.util
     from pathlib import Path
 
@@ -136,17 +137,26 @@ def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
     recipe = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, recipe)  # dataclasses look their module up
     spec.loader.exec_module(recipe)
+    shipped = recipe.load_config(recipe.RecipeConfig, recipe.RECIPE)
+    assert shipped.model.hidden_size == 128 and sum(shipped.mix.values()) == pytest.approx(1.0)
+    with pytest.raises(UserError, match="steps"):
+        recipe.parse_args(["steps=many"])
     out = tmp_path / "tiny"
-    meta = recipe.main([
-        "--out", str(out), "--steps", "4", "--eval-every", "2", "--train-edits", "30",
-        "--eval-edits", "8", "--final-eval-edits", "8", "--hidden-size", "32", "--layers", "2",
-        "--heads", "2", "--intermediate-size", "64", "--vocab-size", "400", "--batch-size", "8",
-    ])
+    overrides = ["steps=4", "eval_every=2", "train_edits=30", "eval_edits=8",
+                 "final_eval_edits=8", "model.hidden_size=32", "model.num_hidden_layers=2",
+                 "model.num_attention_heads=2", "model.num_key_value_heads=2",
+                 "model.intermediate_size=64", "model.vocab_size=400", "batch_size=8",
+                 "unknown_people=20"]
+    meta = recipe.main(["--out", str(out), *overrides])
     assert meta["steps"] == 4 and len(meta["curve"]) == 2
-    assert "--steps 4" in meta["command"] and meta["data_seed"] == 1
+    assert "steps=4" in meta["command"] and meta["data_seed"] == 1
     saved = json.loads((out / "lte_meta.json").read_text())
-    assert saved["heldout_final"]["n_edits"] == 8
-    assert 0 <= saved["heldout_final"]["locality"] <= 1
+    final = saved["heldout_final"]
+    assert final["n_edits"] == 8 and final["gate"] == shipped.gate
+    assert 0 <= final["locality"] <= 1 and 0 <= final["gated_locality"] <= 1
+    assert final["retrieval_hit1"] > 0.5  # MiniLM finds most paraphrases' own edit
     assert (tmp_path / "tiny.log.jsonl").read_text().count("\n") == 2
     model, tok = load_model_and_tokenizer(str(out))
     assert model.config.hidden_size == 32 and tok.chat_template
+    again = recipe.main(["--out", str(out), "--eval-only", "final_eval_edits=8"])
+    assert again["heldout_final"] == pytest.approx(final)

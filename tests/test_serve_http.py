@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serve_support import ServerProcess, tiny_model_path
 
-from lte.serve.loadtest import world_records
+from lte.data.synth import synth_records
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "test-token-0123456789"
 SHARDS = 2
-WORLD = world_records(40, seed=7)
+WORLD = synth_records(40, seed=7)
 
 
 class Client:

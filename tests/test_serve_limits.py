@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 
 from lte.errors import UserError
+from lte.layout import EDIT_LOG
 from lte.serve.limits import BUSY_BODY_TIMEOUT_S, BoundedRequests, RequestBounds
 from lte.serve.preflight import check_model, check_port_free, check_shard_logs
-from lte.serve.sharding import LOG_FILE
 
 
 async def echo_app(scope, receive, send):
@@ -130,10 +130,10 @@ def test_missing_model_and_damaged_shard_log_name_the_file(tmp_path, monkeypatch
     good, bad = tmp_path / "shard-0", tmp_path / "shard-1"
     for folder in (good, bad):
         folder.mkdir()
-    sqlite3.connect(good / LOG_FILE).execute("CREATE TABLE t (x)").connection.close()
-    (bad / LOG_FILE).write_bytes(b"garbage" * 1000)
+    sqlite3.connect(good / EDIT_LOG).execute("CREATE TABLE t (x)").connection.close()
+    (bad / EDIT_LOG).write_bytes(b"garbage" * 1000)
     check_shard_logs([good])
-    with pytest.raises(UserError, match=f"{bad / LOG_FILE}: not a readable edit log"):
+    with pytest.raises(UserError, match=f"{bad / EDIT_LOG}: not a readable edit log"):
         check_shard_logs([good, bad])
 
 
@@ -178,7 +178,7 @@ def test_serve_refuses_a_busy_port_a_missing_model_and_a_damaged_shard_log(tmp_p
     model.mkdir()
     (model / "config.json").write_text("{}")
     prepare_root(tmp_path / "m", 2, MemoryConfig().embedder.name)
-    log = shard_dir(tmp_path / "m", 1) / LOG_FILE
+    log = shard_dir(tmp_path / "m", 1) / EDIT_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"\x00garbage" * 512)
     out = _serve(tmp_path, f"model.name_or_path={model}", "memory.shards=2")

@@ -37,8 +37,9 @@ VARIANTS = {"padded": ["packing=none", "group_by_length=false"],
 
 
 def summary(run: Path, skip: int) -> dict:
-    state = json.loads((run / "trainer_state.json").read_text())
-    logs = [h for h in state["log_history"] if "loss" in h]
+    from lte.layout import read_meta
+
+    logs = read_meta(run)["loss_history"]  # the run folder's lte_meta.json (as final/'s)
     late = [h for h in logs if h["step"] > skip]
     useful = statistics.median(h["tokens_per_s"] for h in late if "tokens_per_s" in h)
     computed = statistics.median(h["computed_tokens_per_s"] for h in late

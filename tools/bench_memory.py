@@ -191,7 +191,7 @@ def baseline_figures(embedder_cfg: EmbedderConfig, texts: list[str], qtexts: lis
     embed, exact dot product over the array."""
     from sentence_transformers import SentenceTransformer
 
-    from lte.memory.embedder import resolve_embedder_path
+    from lte.embedding import resolve_embedder_path
 
     n, dim = base.shape
     path = resolve_embedder_path(embedder_cfg.name)

@@ -69,8 +69,7 @@ def torch_adam_offload(work: Path, cpu: bool) -> Path:
 
 
 def summarize(run: Path, skip: int) -> dict:
-    logs = [h for h in json.loads((run / "trainer_state.json").read_text())["log_history"]
-            if "loss" in h]
+    logs = json.loads((run / "lte_meta.json").read_text())["loss_history"]
     late = [h for h in logs if h["step"] > skip] or logs
 
     def median(key):
@@ -148,7 +147,7 @@ def main() -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 rc = -1
-        return rc == 0 and (out / "trainer_state.json").is_file(), out, log
+        return rc == 0 and (out / "lte_meta.json").is_file(), out, log
 
     results, layers = [], None
     for setting in plan:

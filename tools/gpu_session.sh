@@ -11,7 +11,8 @@
 # Needs the corpora built here first (`lte corpus build`, as tools/study_tiny.sh does), and on
 # an image without DeepSpeed, the wheels of tools/gpu_wheels.sh in .whl/ (installed by step 2;
 # step 1 runs without DeepSpeed). Writes into OUTDIR: align-full.tgz and align-no-oos.tgz
-# (final/ + trainer_state.json + logs), gpu_align_7b.json/.log and gpu_check.log.
+# (final/ whose lte_meta.json has the loss history; logs), gpu_align_7b.json/.log and
+# gpu_check.log.
 set -uo pipefail
 
 OUTDIR="${1:?usage: tools/gpu_session.sh OUTDIR}"

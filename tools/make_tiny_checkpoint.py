@@ -1,26 +1,33 @@
 """Recipe for the shipped pre-aligned tiny checkpoint (lte/assets/tiny-lte).
 
-    .venv/bin/python tools/make_tiny_checkpoint.py --out lte/assets/tiny-lte
+    .venv/bin/python tools/make_tiny_checkpoint.py --out lte/assets/tiny-lte [key=value ...]
+    .venv/bin/python tools/make_tiny_checkpoint.py --out lte/assets/tiny-lte --eval-only
 
-Reads top to bottom: synthetic world -> parallel examples (lte.corpus.construct, distractors from
-MiniLM top-5 of other subjects) -> byte-level BPE trained on that text -> tiny LLaMA -> training
-with held-out evaluation every --eval-every steps -> the best checkpoint, with the command, data
-seeds and measured figures in lte_meta.json.
+The settings are a YAML recipe (--recipe, default configs/recipe/tiny.yaml) loaded into
+`RecipeConfig` by `lte.config.load_config`, with `key.sub=value` overrides. Reads top to bottom:
+synthetic world -> parallel examples (lte.corpus.construct, distractors from the corpus stage's
+MiniLM top-5 of other subjects) -> byte-level BPE trained on that text -> tiny LLaMA ->
+training with held-out evaluation every `eval_every` steps -> the best checkpoint, with the
+command, data seeds and measured figures in lte_meta.json.
 
-Held-out evaluation is the embedded default's protocol: edits of people who are not in the
-training world, asked with paraphrased questions, each query's descriptor retrieved by MiniLM
-top-1 from a memory holding all held-out edits.
-  edit_succ  teacher-forced token accuracy of target_new after the editing prompt (EasyEdit);
+Held-out evaluation is the embedded default's protocol, computed by `lte eval`'s code (an
+`EditMemory` with MiniLM keys holding all held-out edits, `LTEEditor`, `lte.eval.scoring`):
+edits of people who are not in the training world, asked with paraphrased questions, each
+query's descriptor retrieved top-1 from the memory.
+  edit_succ  teacher-forced token accuracy of target_new after the editing prompt (EasyEdit;
+             `lte eval`'s rephrase_succ);
   edit_em    all target tokens right (names with predictable endings inflate token accuracy);
   fresh_*    the same with targets replaced by made-up names never seen in training;
   locality   fraction of answer tokens of locality questions whose argmax with the retrieved
-             descriptor equals the argmax without any edit.
+             descriptor equals the argmax without any edit (`lte eval`'s locality);
+  gated_*    the same with the memory's relevance gate at `gate` (a question whose best hit is
+             below it is asked bare).
 
-A plain PyTorch loop rather than the HF Trainer (lte.align): the curriculum needs per-step
-control the Trainer does not give cheaply, namely an auxiliary all-token loss that is switched
-off after a warm-up (it grows the copying circuit early) and batches drawn with fixed shares per
-capability from data regenerated with fresh objects as training goes on (so memorising an edit
-never pays and only copying from the context does).
+What is the recipe's own is the curriculum, in a plain PyTorch loop rather than the HF Trainer
+(lte.align): an auxiliary all-token loss that is switched off after a warm-up (it grows the
+copying circuit early), and batches drawn with fixed shares per capability from data regenerated
+with fresh objects as training goes on (so memorising an edit never pays and only copying from
+the context does). The Trainer gives neither cheaply.
 """
 
 from __future__ import annotations
@@ -32,21 +39,21 @@ import math
 import os
 import random
 import shlex
-import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lte.config import CorpusConfig  # noqa: E402
+from lte.align.checkpoint import code_version  # noqa: E402
+from lte.config import CorpusConfig, EmbedderConfig, MemoryConfig, load_config  # noqa: E402
 from lte.corpus.construct import (  # noqa: E402
     LINGUISTIC,
     OUT_OF_SCOPE,
@@ -54,6 +61,7 @@ from lte.corpus.construct import (  # noqa: E402
     edit_examples,
     linguistic_examples,
 )
+from lte.corpus.distractors import record_key, retrieve_distractors  # noqa: E402
 from lte.data.record import EditRecord  # noqa: E402
 from lte.data.synth import (  # noqa: E402
     RELATION_INDEX,
@@ -61,10 +69,18 @@ from lte.data.synth import (  # noqa: E402
     World,
     fresh_object,
     generate_world,
+    synth_records,
     to_edit_record,
     world_instructions,
 )
-from lte.memory.embedder import Embedder  # noqa: E402
+from lte.editor import LTEEditor  # noqa: E402
+from lte.embedding import Embedder  # noqa: E402
+from lte.eval import metrics  # noqa: E402
+from lte.eval.methods import RetrievalMethod  # noqa: E402
+from lte.eval.scoring import ScoreOptions, pre_edit_locality, score_cases  # noqa: E402
+from lte.layout import read_meta, write_meta  # noqa: E402
+from lte.memory import EditMemory  # noqa: E402
+from lte.modeling.batching import PadCollator  # noqa: E402
 from lte.modeling.tiny import (  # noqa: E402
     TinyModelConfig,
     build_tiny_model,
@@ -72,40 +88,42 @@ from lte.modeling.tiny import (  # noqa: E402
     save_tiny,
     train_tokenizer,
 )
-from lte.prompts import IGNORE_INDEX, prompt_and_target_ids, tokenize_chat  # noqa: E402
+from lte.prompts import IGNORE_INDEX, tokenize_chat  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "configs" / "recipe" / "tiny.yaml"
 BUCKETS = ("in", "port", "out", "bare", "ling")
+# Teacher-forced scoring only: no fluency sample, a one-token answer for exact match.
+SCORE = ScoreOptions(hit_k=1, fluency_cases=0, fluency_tokens=1, max_new_tokens=1)
 
 
 @dataclass
 class RecipeConfig:
-    seed: int = 1  # training world (people) and everything random in training
-    eval_seed: int = 1001  # held-out world: people never seen in training
-    train_edits: int = 1000  # people of the training world (fewer: base facts memorised sooner)
-    eval_edits: int = 200  # held-out edits evaluated during training
-    final_eval_edits: int = 1000  # held-out edits of the final evaluation of the best checkpoint
-    unknown_people: int = 1000  # per variant, edits of new people whose facts nobody knows
-    fresh_share: float = 0.7  # training edits whose new object is a made-up name (open classes)
-    mix: str = "in=0.35,port=0.03,out=0.40,bare=0.12,ling=0.10"  # batch shares per bucket
-    vocab_size: int = 2048
-    hidden_size: int = 128
-    layers: int = 3
-    heads: int = 4
-    intermediate_size: int = 256
+    """Fields are described in configs/recipe/tiny.yaml, the shipped recipe."""
+
+    seed: int = 1
+    eval_seed: int = 1001
+    train_edits: int = 1000
+    eval_edits: int = 200
+    final_eval_edits: int = 1000
+    unknown_people: int = 1000
+    fresh_share: float = 0.7
+    mix: dict[str, float] = field(default_factory=lambda: {
+        "in": 0.35, "port": 0.03, "out": 0.40, "bare": 0.12, "ling": 0.10})
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
     steps: int = 6000
     batch_size: int = 32
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 200  # linear LR warm-up
-    aux_steps: int = 600  # all-token (copy) loss on for these steps, then faded out
+    warmup_steps: int = 200
+    aux_steps: int = 600
     aux_weight: float = 0.5
     weight_decay: float = 0.01
     eval_every: int = 500
-    threads: int = 1  # 2 threads on a loaded 2-core machine were 4-18x slower than 1
-    max_minutes: float = 0.0  # stop early (keeping the best checkpoint) after this; 0: no limit
-    stop_at: int = 0  # stop after this many steps (the LR schedule still spans --steps); 0: off
-    gate: float = 0.84  # final evaluation also reports figures with this retrieval threshold
+    threads: int = 1
+    max_minutes: float = 0.0
+    stop_at: int = 0
+    gate: float = 0.84
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,15 +131,12 @@ class RecipeConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def neighbours(embedder: Embedder, records: list[EditRecord], k: int = 5) -> list[list[int]]:
-    """Per edit, the top-k edits of OTHER subjects by MiniLM similarity of their questions."""
-    vecs = embedder.encode([r.prompt for r in records])
-    sims = vecs @ vecs.T
-    out = []
-    for i, row in enumerate(sims):
-        order = np.argsort(-row)
-        out.append([int(j) for j in order if records[j].subject != records[i].subject][:k])
-    return out
+def distractor_indices(embedder: Embedder, records: list[EditRecord], k: int = 5) -> list[list[int]]:
+    """Per edit, its top-k edits of OTHER subjects (the corpus stage's retrieval), as indices, so
+    that each training variant can show those edits with its own new objects."""
+    by_key = retrieve_distractors(records, embedder.encode, k)
+    index = {r.descriptor: i for i, r in enumerate(records)}
+    return [[index[d] for d in by_key[record_key(r)]] for r in records]
 
 
 def variant(world: World, base: list[EditRecord], v: int, cfg: RecipeConfig) -> list[EditRecord]:
@@ -169,10 +184,9 @@ class Batches:
     """Batches with fixed shares per bucket; in-scope examples are drawn without replacement and
     a new variant (new objects) is built when they run out."""
 
-    def __init__(self, world, base, neigh, instructions, tokenizer, cfg: RecipeConfig):
-        self.world, self.base, self.neigh = world, base, neigh
+    def __init__(self, world, base, distractors, instructions, tokenizer, cfg: RecipeConfig):
+        self.world, self.base, self.distractors = world, base, distractors
         self.instructions, self.tok, self.cfg = instructions, tokenizer, cfg
-        self.shares = {k: float(v) for k, v in (p.split("=") for p in cfg.mix.split(","))}
         self.rng = random.Random(f"{cfg.seed}:batches")
         self.v = -1
         self.cache: dict[tuple, tuple[list[int], list[int]]] = {}
@@ -180,13 +194,14 @@ class Batches:
         self.by_relation: dict[str, list[int]] = {}
         for k, rec in enumerate(base):
             self.by_relation.setdefault(_relation(rec), []).append(k)
-        self._next_variant()
+        self.next_variant()
 
-    def _next_variant(self):
+    def next_variant(self):
         self.v += 1
         recs = variant(self.world, self.base, self.v, self.cfg)
         descs = [r.descriptor for r in recs]
-        pairs = [(rec, [descs[j] for j in nb]) for rec, nb in zip(recs, self.neigh, strict=True)]
+        pairs = [(rec, [descs[j] for j in nb])
+                 for rec, nb in zip(recs, self.distractors, strict=True)]
         if self.cfg.unknown_people:
             # Held-out people are unknown to the model, so training must show unknown people
             # too: otherwise "recall the fact, else copy the context" fits the training data
@@ -199,7 +214,7 @@ class Batches:
                 # Distractors: the retrieved neighbours of a known edit of the same relation
                 # (the same question template, as MiniLM's top-5 mostly are).
                 k = self.rng.choice(self.by_relation[_relation(rec)])
-                pairs.append((rec, [descs[k], *(descs[j] for j in self.neigh[k])][:5]))
+                pairs.append((rec, [descs[k], *(descs[j] for j in self.distractors[k])][:5]))
         opts = ConstructOptions.from_config(CorpusConfig(seed=self.cfg.seed * 100_003 + self.v))
         buckets: dict[str, list] = {k: [] for k in BUCKETS}
         for rec, distractors in pairs:
@@ -212,7 +227,8 @@ class Batches:
 
     def _encode_many(self, exs) -> list[tuple[list[int], list[int]]]:
         """tokenize_chat for many examples, with one batched tokenizer call per side (the same
-        ids as `tokenize_chat`, checked on the first batch)."""
+        ids as `tokenize_chat`, checked on the first batch): a per-example call costs more than
+        the tiny model's training step."""
         keys = [tuple((m["role"], m["content"]) for m in ex.messages) for ex in exs]
         todo = [k for k, key in enumerate(keys) if key not in self.cache]
         if todo:
@@ -236,14 +252,15 @@ class Batches:
                 self.cache.pop(key, None)  # unique per variant: keep only what recurs
         return out
 
-    def next(self) -> list[tuple[list[int], list[int]]]:
+    def draw(self) -> list[dict]:
+        """One batch of tokenized examples ({"input_ids", "labels"})."""
         n = self.cfg.batch_size
-        names = list(self.shares)
+        names = list(self.cfg.mix)
         counts = dict.fromkeys(names, 0)
-        for name in self.rng.choices(names, weights=[self.shares[k] for k in names], k=n):
+        for name in self.rng.choices(names, weights=[self.cfg.mix[k] for k in names], k=n):
             counts[name] += 1
         if len(self.buckets["in"]) < counts["in"]:
-            self._next_variant()
+            self.next_variant()
         items = []
         for name, c in counts.items():
             pool = self.buckets[name]
@@ -251,126 +268,106 @@ class Batches:
                 continue
             chosen = [pool.pop() for _ in range(c)] if name == "in" else self.rng.choices(pool, k=c)
             items += chosen
-        return self._encode_many(items)
-
-
-def collate(items, pad_id: int):
-    width = max(len(ids) for ids, _ in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for k, (x, y) in enumerate(items):
-        ids[k, : len(x)] = torch.tensor(x)
-        labels[k, : len(y)] = torch.tensor(y)
-        mask[k, : len(x)] = 1
-    return ids, labels, mask
+        return [{"input_ids": x, "labels": y} for x, y in self._encode_many(items)]
 
 
 # --------------------------------------------------------------------------------------------
-# Held-out evaluation
+# Held-out evaluation, by lte eval's code
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass
 class HeldOut:
-    edit: list  # (prompt ids, target ids) per (edit, paraphrase)
-    fresh: list  # the same with made-up targets
-    loc_with: list  # (prompt ids with the retrieved descriptor, answer ids)
-    loc_bare: list  # (bare prompt ids, answer ids)
-    loc_same: list  # per locality question: about the edited subject itself (else another one)
-    hit1: float
-    n_edits: int
-    edit_bare: list = None  # (bare prompt ids, target ids): what a gated-out question sees
-    edit_sim: list = None  # top-1 similarity per edit question
-    loc_sim: list = None  # top-1 similarity per locality question
+    """Held-out edits and their made-up-target twins, each stored in its own memory."""
+
+    records: list[EditRecord]
+    fresh: list[EditRecord]
+    edits: RetrievalMethod  # the aligned model + a memory of `records`
+    fresh_edits: RetrievalMethod  # the same model + a memory of `fresh`
+    ids: dict[str, int]  # case_id -> memory id, in both memories
+    fresh_ids: dict[str, int]
 
 
-def build_heldout(tok, embedder: Embedder, cfg: RecipeConfig, n: int, train_subjects: set,
-                  seed_offset: int = 0) -> HeldOut:
-    recs = [to_edit_record(d) for d in generate_world(n + 50, cfg.eval_seed)]
-    recs = [r for r in recs if r.subject not in train_subjects][:n]
+def _method(model, tok, records: list[EditRecord], embedder: Embedder, folder: str):
+    memory = EditMemory.create(folder, MemoryConfig(embedder=embedder.cfg, top_k=1))
+    editor = LTEEditor(model, tok, memory, top_k=1, batch_size=128, max_new_tokens=1)
+    method = RetrievalMethod("lte", editor)
+    return method, method.insert(records)
+
+
+def build_heldout(model, tok, embedder: Embedder, cfg: RecipeConfig, n: int,
+                  train_subjects: set, seed_offset: int = 0) -> HeldOut:
+    recs = [r for r in synth_records(n + 50, cfg.eval_seed) if r.subject not in train_subjects][:n]
     rng = random.Random(f"{cfg.eval_seed}:fresh:{seed_offset}")
-    fresh_targets = []
+    fresh = []
     for r in recs:
-        rel = RELATION_INDEX[_relation(r)]
-        fresh_targets.append(fresh_object(rel, rng) or r.target_new)
-    keys = embedder.encode([r.prompt for r in recs])
-
-    def top1(questions: list[str]) -> tuple[list[int], list[float]]:
-        sims = embedder.encode(questions) @ keys.T
-        return [int(i) for i in sims.argmax(1)], [float(x) for x in sims.max(1)]
-
-    qs = [(k, q) for k, r in enumerate(recs) for q in r.rephrase_prompts]
-    hits, edit_sim = top1([q for _, q in qs])
-    edit_bare = [prompt_and_target_ids(tok, q, [], recs[k].target_new) for k, q in qs]
-    edit, fresh = [], []
-    for (k, q), h in zip(qs, hits, strict=True):
-        edit.append(prompt_and_target_ids(tok, q, [recs[h].descriptor], recs[k].target_new))
-        fdesc = f"{recs[h].prompt} {fresh_targets[h]}"
-        fresh.append(prompt_and_target_ids(tok, q, [fdesc], fresh_targets[k]))
-    loc = [(qa.prompt, qa.answer) for r in recs for qas in r.locality.values() for qa in qas]
-    loc_same = [r.subject in qa.prompt for r in recs for qas in r.locality.values() for qa in qas]
-    lhits, loc_sim = top1([q for q, _ in loc])
-    loc_with, loc_bare = [], []
-    for (q, a), h in zip(loc, lhits, strict=True):
-        loc_with.append(prompt_and_target_ids(tok, q, [recs[h].descriptor], a))
-        loc_bare.append(prompt_and_target_ids(tok, q, [], a))
-    hit1 = float(np.mean([h == k for (k, _), h in zip(qs, hits, strict=True)]))
-    return HeldOut(edit, fresh, loc_with, loc_bare, loc_same, hit1, len(recs),
-                   edit_bare, edit_sim, loc_sim)
+        target = fresh_object(RELATION_INDEX[_relation(r)], rng) or r.target_new
+        fresh.append(replace(r, target_new=target, portability={}, locality={}))
+    root = tempfile.mkdtemp(prefix="tiny-heldout-")
+    edits, ids = _method(model, tok, recs, embedder, f"{root}/edits")
+    fresh_edits, fresh_ids = _method(model, tok, fresh, embedder, f"{root}/fresh")
+    return HeldOut(recs, fresh, edits, fresh_edits, ids, fresh_ids)
 
 
-@torch.no_grad()
-def predictions(model, pairs, pad_id: int, batch: int = 128) -> list[torch.Tensor]:
-    """Argmax predictions at the target positions of each (prompt ids, target ids)."""
-    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
-    out: list = [None] * len(pairs)
-    for s in range(0, len(order), batch):
-        chunk = order[s: s + batch]
-        ids, _, mask = collate([(pairs[k][0] + pairs[k][1],) * 2 for k in chunk], pad_id)
-        h = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        for row, k in enumerate(chunk):
-            p, t = pairs[k]
-            out[k] = model.lm_head(h[row, len(p) - 1: len(p) + len(t) - 1]).argmax(-1)
-    return out
+def _rephrase_scores(cases: list[metrics.CaseResult]) -> list[float]:
+    return [v for c in cases for v in c.rephrase]
 
 
-def evaluate(model, held: HeldOut, pad_id: int, gate: float | None = None) -> dict:
-    """Held-out figures; with `gate`, also those when descriptors whose retrieval similarity is
-    below it are dropped (MemoryConfig.threshold), i.e. the question is asked bare."""
+def _locality_scores(cases: list[metrics.CaseResult]) -> list[float]:
+    return [v for c in cases for vals in c.locality.values() for v in vals]
+
+
+def _exact(values: list[float]) -> float | None:
+    return metrics.mean(float(v == 1.0) for v in values)
+
+
+def _score(method: RetrievalMethod, records, ids, pre=None) -> list[metrics.CaseResult]:
+    return score_cases(method, records, ids, pre or {}, SCORE)[0]
+
+
+def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
+    """Held-out figures; with `gate`, also those with the memory's relevance gate at `gate`."""
     model.eval()
-    res = {"n_edits": held.n_edits, "retrieval_hit1": held.hit1}
-    for name, pairs in (("edit", held.edit), ("fresh", held.fresh)):
-        preds = predictions(model, pairs, pad_id)
-        if name == "edit" and gate is not None:
-            bare = predictions(model, held.edit_bare, pad_id)
-            gp = [p if s >= gate else b for p, b, s in zip(preds, bare, held.edit_sim, strict=True)]
-            res["gated_edit_succ"] = float(np.mean(
-                [(p == torch.tensor(t)).float().mean().item() for p, (_, t) in zip(gp, pairs, strict=True)]))
-            res["gated_edit_em"] = float(np.mean(
-                [float(bool((p == torch.tensor(t)).all())) for p, (_, t) in zip(gp, pairs, strict=True)]))
-        acc = [(p == torch.tensor(t)).float().mean().item() for p, (_, t) in zip(preds, pairs, strict=True)]
-        em = [float(bool((p == torch.tensor(t)).all())) for p, (_, t) in zip(preds, pairs, strict=True)]
-        res[f"{name}_succ"] = float(np.mean(acc))
-        res[f"{name}_em"] = float(np.mean(em))
-    pw = predictions(model, held.loc_with, pad_id)
-    pb = predictions(model, held.loc_bare, pad_id)
-    agree = [(a == b).float().mean().item() for a, b in zip(pw, pb, strict=True)]
-    res["locality"] = float(np.mean(agree))
-    res["locality_same_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if s]))
-    res["locality_other_subject"] = float(np.mean([a for a, s in zip(agree, held.loc_same, strict=True) if not s]))
-    res["locality_em"] = float(np.mean([float(bool((a == b).all())) for a, b in zip(pw, pb, strict=True)]))
+    questions = [(r.case_id, q) for r in held.records for q in r.rephrase_prompts]
+    hits = held.edits.editor.retrieve([q for _, q in questions], k=1)
+    pre = pre_edit_locality(held.edits.editor, held.records)  # the bare questions, no edit
+    cases = _score(held.edits, held.records, held.ids, pre)
+    fresh = _score(held.fresh_edits, held.fresh, held.fresh_ids)
+    summary, rephrase, agree = metrics.aggregate(cases), _rephrase_scores(cases), \
+        _locality_scores(cases)
+    same = [r.subject in qa.prompt for r in held.records for qas in r.locality.values()
+            for qa in qas]
+    res = {
+        "n_edits": len(held.records),
+        "retrieval_hit1": metrics.mean(metrics.hit_at_k([h.id for h in hs], held.ids[c], 1)
+                                       for (c, _), hs in zip(questions, hits, strict=True)),
+        "edit_succ": summary["rephrase_succ"],
+        "edit_em": _exact(rephrase),
+        "fresh_succ": metrics.aggregate(fresh)["rephrase_succ"],
+        "fresh_em": _exact(_rephrase_scores(fresh)),
+        "locality": summary["locality"],
+        "locality_same_subject": metrics.mean(a for a, s in zip(agree, same, strict=True) if s),
+        "locality_other_subject": metrics.mean(a for a, s in zip(agree, same, strict=True)
+                                               if not s),
+        "locality_em": _exact(agree),
+    }
     if gate is not None:
-        res["gate"] = gate
-        res["gated_locality"] = float(np.mean(
-            [a if s >= gate else 1.0 for a, s in zip(agree, held.loc_sim, strict=True)]))
-    res["edit_succ"] = res.pop("edit_succ")
+        memory = held.edits.editor.memory
+        memory.set_threshold(gate)
+        try:
+            gated = _score(held.edits, held.records, held.ids, pre)
+        finally:
+            memory.set_threshold(None)
+        gated_summary = metrics.aggregate(gated)
+        res.update(gate=gate, gated_edit_succ=gated_summary["rephrase_succ"],
+                   gated_edit_em=_exact(_rephrase_scores(gated)),
+                   gated_locality=gated_summary["locality"])
     model.train()
     return res
 
 
 # --------------------------------------------------------------------------------------------
-# Training
+# Training: the curriculum
 # --------------------------------------------------------------------------------------------
 
 
@@ -378,7 +375,8 @@ def lr_at(step: int, cfg: RecipeConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
 
 def aux_at(step: int, cfg: RecipeConfig) -> float:
@@ -408,19 +406,25 @@ def loss_fn(model, ids, labels, mask, aux: float, gen: torch.Generator):
     return ans + aux * other, ans
 
 
-def train_step(model, items, pad: int, aux: float, gen: torch.Generator):
+def _answer_tokens(examples: list[dict]) -> int:
+    return sum(sum(1 for t in e["labels"] if t != IGNORE_INDEX) for e in examples)
+
+
+def train_step(model, examples: list[dict], collate: PadCollator, aux: float,
+               gen: torch.Generator) -> float:
     """Forward/backward in two length groups (short bare examples padded to long edited ones
     would waste a third of the compute); gradients weighted by answer tokens."""
-    items = sorted(items, key=lambda x: len(x[0]))
-    groups = [items[: len(items) // 2], items[len(items) // 2:]]
-    n_ans = sum(sum(1 for t in y if t != IGNORE_INDEX) for _, y in items)
+    examples = sorted(examples, key=lambda e: len(e["input_ids"]))
+    half = len(examples) // 2
+    n_ans = _answer_tokens(examples)
     total = 0.0
-    for g in groups:
-        if not g:
+    for group in (examples[:half], examples[half:]):
+        if not group:
             continue
-        ids, labels, mask = collate(g, pad)
-        w = sum(sum(1 for t in y if t != IGNORE_INDEX) for _, y in g) / n_ans
-        loss, ans = loss_fn(model, ids, labels, mask, aux, gen)
+        batch = collate(group)
+        w = _answer_tokens(group) / n_ans
+        loss, ans = loss_fn(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
+                            aux, gen)
         (w * loss).backward()
         total += w * ans.item()
     return total
@@ -430,44 +434,43 @@ def selection_score(m: dict) -> float:
     return min(m["edit_succ"], m["locality"]) + 0.25 * m["edit_em"]
 
 
-def git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                              capture_output=True, check=False).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
 
 
 def parse_args(argv=None) -> tuple[RecipeConfig, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", default=str(RECIPE), help="YAML recipe (RecipeConfig fields)")
     ap.add_argument("--out", default=str(REPO / "lte" / "assets" / "tiny-lte"))
-    ap.add_argument("--log", default=None, help="JSON lines of held-out metrics (default: OUT.log.jsonl)")
+    ap.add_argument("--log", default=None,
+                    help="JSON lines of held-out metrics (default: OUT.log.jsonl)")
     ap.add_argument("--eval-only", action="store_true",
                     help="only re-run the final held-out evaluation of the checkpoint in --out "
-                         "(its recipe config from lte_meta.json) and update its lte_meta.json")
-    for f in RecipeConfig.__dataclass_fields__.values():
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+                         "(its seeds from lte_meta.json) and update its lte_meta.json")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="recipe overrides, e.g. steps=4 model.hidden_size=32")
     ns = ap.parse_args(argv)
-    cfg = RecipeConfig(**{k: getattr(ns, k) for k in RecipeConfig.__dataclass_fields__})
-    return cfg, ns
+    return load_config(RecipeConfig, ns.recipe, ns.overrides), ns
 
 
-def eval_only(out: Path, cfg: RecipeConfig) -> dict:
+def eval_only(out: Path, ns: argparse.Namespace) -> dict:
+    """The final evaluation again, on the world seeds the checkpoint was trained and tested on."""
     from lte.modeling.load import load_model_and_tokenizer
 
-    meta_path = out / "lte_meta.json"
-    meta = json.loads(meta_path.read_text())
-    if "recipe_config" in meta:
-        cfg = replace(RecipeConfig(**meta["recipe_config"]), final_eval_edits=cfg.final_eval_edits,
-                      gate=cfg.gate)
+    meta = read_meta(out)
+    seeds = {k: v for k, v in meta.get("recipe_config", {}).items()
+             if k in ("seed", "eval_seed", "train_edits")}
+    cfg = load_config(RecipeConfig, ns.recipe,
+                      [f"{k}={v}" for k, v in seeds.items()] + ns.overrides)
     model, tok = load_model_and_tokenizer(str(out))
     train_subjects = {d["subject"] for d in generate_world(cfg.train_edits, cfg.seed)}
-    held = build_heldout(tok, Embedder(), cfg, cfg.final_eval_edits, train_subjects,
+    held = build_heldout(model, tok, Embedder(), cfg, cfg.final_eval_edits, train_subjects,
                          seed_offset=1)
-    final = evaluate(model, held, tok.pad_token_id, gate=cfg.gate)
+    final = evaluate(model, held, gate=cfg.gate)
     print("final:", json.dumps(final), flush=True)
     meta["heldout_final"] = final
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta(out, meta)
     return meta
 
 
@@ -475,43 +478,39 @@ def main(argv=None) -> dict:
     cfg, ns = parse_args(argv)
     torch.set_num_threads(cfg.threads)
     if ns.eval_only:
-        return eval_only(Path(ns.out), cfg)
+        return eval_only(Path(ns.out), ns)
     torch.manual_seed(cfg.seed)
     out = Path(ns.out)
     log_path = Path(ns.log) if ns.log else out.with_name(out.name + ".log.jsonl")
     t0 = time.time()
 
-    # 1. Training world and its neighbours (distractor candidates).
+    # 1. Training world and the distractors retrieved for each edit.
     world = World(cfg.seed)
-    base = [to_edit_record(d) for d in generate_world(cfg.train_edits, cfg.seed)]
+    base = synth_records(cfg.train_edits, cfg.seed)
     train_subjects = {r.subject for r in base}
-    embedder = Embedder()
-    neigh = neighbours(embedder, base)
+    embedder = Embedder(EmbedderConfig())
+    distractors = distractor_indices(embedder, base)
     instructions = list(world_instructions(cfg.train_edits, cfg.seed))
 
     # 2. Tokenizer trained on the text of two variants' examples (so the fixed prompt text and
-    # the world's words become few tokens) plus made-up names.
-    tmp_tok = _CharLevelProbe()
-    probe = Batches(world, base, neigh, instructions, tmp_tok, cfg)
+    # the world's words become few tokens) plus made-up names; the examples are only built here.
+    probe = Batches(world, base, distractors, instructions, None, cfg)
     texts = []
     for _ in range(2):
         for exs in probe.buckets.values():
             texts += [m["content"] for ex in exs for m in ex.messages]
-        probe._next_variant()
-    tok = train_tokenizer(texts, cfg.vocab_size)
+        probe.next_variant()
+    tok = train_tokenizer(texts, cfg.model.vocab_size)
     print(f"tokenizer: {len(tok)} tokens; {time.time() - t0:.0f}s", flush=True)
 
     # 3. Model, held-out set, batches.
-    mcfg = TinyModelConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size,
-                           intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.layers,
-                           num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-                           seed=cfg.seed)
+    mcfg = replace(cfg.model, vocab_size=len(tok))
     model = build_tiny_model(mcfg, tok)
     n_params = count_parameters(model)
     print(f"model: {n_params:,} parameters", flush=True)
-    held = build_heldout(tok, embedder, cfg, cfg.eval_edits, train_subjects)
-    batches = Batches(world, base, neigh, instructions, tok, cfg)
-    pad = tok.pad_token_id
+    held = build_heldout(model, tok, embedder, cfg, cfg.eval_edits, train_subjects)
+    batches = Batches(world, base, distractors, instructions, tok, cfg)
+    collate = PadCollator(tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                             weight_decay=cfg.weight_decay)
 
@@ -526,7 +525,7 @@ def main(argv=None) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         opt.zero_grad(set_to_none=True)
-        ans = train_step(model, batches.next(), pad, aux_at(step, cfg), gen)
+        ans = train_step(model, batches.draw(), collate, aux_at(step, cfg), gen)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema = ans if ema is None else 0.98 * ema + 0.02 * ans
@@ -534,7 +533,7 @@ def main(argv=None) -> dict:
         over = bool(cfg.max_minutes and (time.time() - t_train) / 60 > cfg.max_minutes)
         over |= step + 1 == cfg.stop_at
         if (step + 1) % cfg.eval_every == 0 or last or over:
-            m = evaluate(model, held, pad)
+            m = evaluate(model, held)
             m.update(step=step + 1, minutes=round((time.time() - t_train) / 60, 2),
                      answer_loss=round(ema, 4), variant=batches.v)
             curve.append(m)
@@ -545,21 +544,25 @@ def main(argv=None) -> dict:
             if best is None or selection_score(m) > selection_score(best):
                 best, best_state = m, copy.deepcopy(model.state_dict())
                 # On disk at once, so a stopped run still leaves its best weights.
-                save_tiny(model, tok, out, {"partial": True, "best": best, "command": _command(argv)})
+                save_tiny(model, tok, out, {"partial": True, "best": best,
+                                            "command": _command(argv)})
         if over:
             break
+    log.close()
     train_minutes = (time.time() - t_train) / 60
     steps_done = step + 1
 
     # 5. Final evaluation of the best weights on more held-out edits, then save.
     model.load_state_dict(best_state)
-    final_held = build_heldout(tok, embedder, cfg, cfg.final_eval_edits, train_subjects,
+    final_held = build_heldout(model, tok, embedder, cfg, cfg.final_eval_edits, train_subjects,
                                seed_offset=1)
-    final = evaluate(model, final_held, pad, gate=cfg.gate)
+    final = evaluate(model, final_held, gate=cfg.gate)
     print("final:", json.dumps(final), flush=True)
     cmd = _command(argv)
     meta = {
         "recipe": "tools/make_tiny_checkpoint.py",
+        "recipe_yaml": str(Path(ns.recipe).resolve().relative_to(REPO))
+        if Path(ns.recipe).resolve().is_relative_to(REPO) else ns.recipe,
         "command": cmd,
         # The same run without the wall-clock limit: stops at the same step on any machine.
         "reproduce_command": _reproduce(cmd, steps_done) if cfg.max_minutes else cmd,
@@ -577,11 +580,12 @@ def main(argv=None) -> dict:
         "heldout_final": final,
         "heldout_best_during_training": best,
         "curve": curve,
-        "code_version": git_rev(),
+        "code_version": code_version(),
         "protocol": ("held-out people (eval_seed world), paraphrased questions, descriptor "
                      "retrieved by all-MiniLM-L6-v2 top-1 from a memory of all held-out edits; "
                      "edit_succ = teacher-forced token accuracy of target_new; locality = argmax "
-                     "agreement on locality answers with vs without the retrieved descriptor"),
+                     "agreement on locality answers with vs without the retrieved descriptor; "
+                     "computed by lte.eval.scoring"),
     }
     model.config.use_cache = True
     save_tiny(model, tok, out, meta)
@@ -591,28 +595,14 @@ def main(argv=None) -> dict:
 
 def _command(argv) -> str:
     args = sys.argv[1:] if argv is None else argv
-    return ("python tools/make_tiny_checkpoint.py " + " ".join(shlex.quote(a) for a in args)).strip()
+    return ("python tools/make_tiny_checkpoint.py " +
+            " ".join(shlex.quote(a) for a in args)).strip()
 
 
 def _reproduce(cmd: str, steps_done: int) -> str:
-    args = shlex.split(cmd)[2:]
-    keep, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a in ("--max-minutes", "--stop-at"):
-            skip = True
-            continue
-        keep.append(a)
-    return _command([*keep, "--stop-at", str(steps_done)])
-
-
-class _CharLevelProbe:
-    """Stands in for a tokenizer while the examples that train the real one are built."""
-
-    def __call__(self, *a, **k):  # pragma: no cover - never tokenizes
-        raise RuntimeError("probe tokenizer")
+    keep = [a for a in shlex.split(cmd)[2:]
+            if not a.startswith(("max_minutes=", "stop_at="))]
+    return _command([*keep, f"stop_at={steps_done}"])
 
 
 if __name__ == "__main__":

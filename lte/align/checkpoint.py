@@ -8,15 +8,12 @@ so the newest *complete* checkpoint is the resume point. The final folder is a p
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
 
 import lte
 
-FINAL_DIR = "final"
-META_FILE = "lte_meta.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -50,13 +47,3 @@ def code_version() -> str:
         commit, dirty = "", ""
     version = lte.__version__ if hasattr(lte, "__version__") else "unknown"
     return f"{version}+g{commit}{'.dirty' if dirty else ''}" if commit else version
-
-
-def write_meta(folder: str | Path, meta: dict) -> Path:
-    path = Path(folder) / META_FILE
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    return path
-
-
-def read_meta(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / META_FILE).read_text())

@@ -77,7 +77,6 @@ def _run(args) -> int:
     final = run_alignment(cfg, resume=ns.resume)
     if distributed.is_main():
         print(final, flush=True)
-    distributed.shutdown()
     return 0
 
 

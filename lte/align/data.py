@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lte.errors import UserError
+from lte.layout import MANIFEST
 from lte.prompts import IGNORE_INDEX, tokenize_chat
-
-MANIFEST = "manifest.json"
-TOKENIZER_DIR = "tokenizer"  # where `lte corpus build` saves a tokenizer it trained (tokenizer: train)
 
 
 @dataclass
@@ -125,28 +123,3 @@ class ExampleDataset:
 
     def __getitem__(self, i: int) -> dict:
         return self.examples[i]
-
-
-@dataclass
-class PadCollator:
-    """Right-pads a batch; padding is masked out of attention and of the loss."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None  # 8 on GPU: tensor-core friendly shapes
-
-    def __call__(self, batch: list[dict]) -> dict:
-        import torch
-
-        width = max(len(e["input_ids"]) for e in batch)
-        if self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            width = (width + m - 1) // m * m
-        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, e in enumerate(batch):
-            n = len(e["input_ids"])
-            ids[row, :n] = torch.tensor(e["input_ids"], dtype=torch.long)
-            labels[row, :n] = torch.tensor(e["labels"], dtype=torch.long)
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

@@ -1,8 +1,10 @@
 """Every DeepSpeed and torch.distributed call of the alignment stage lives here.
 
-The rest of `lte.align` asks this module for the rank, the world size, the DeepSpeed config and
-the partitioning of a parameter, so it never branches on ZeRO stage or on how it was launched
-(torchrun, the deepspeed launcher, srun, or a plain `python` call).
+`Session` owns a run's process group and DeepSpeed state (bring-up on entry, teardown on exit,
+OpenRLHF's `DeepspeedStrategy` is the model) and answers world size, ZeRO stage, parameter count
+and the unwrapped model; the free functions are the rank helpers. The rest of `lte.align` never
+branches on ZeRO stage or on how it was launched (torchrun, the deepspeed launcher, srun, or a
+plain `python` call).
 """
 
 from __future__ import annotations
@@ -135,36 +137,6 @@ def partition_summary(model) -> dict:
             "full_numel": full, "local_numel": local}
 
 
-@contextlib.contextmanager
-def gathered(model):
-    """All of `model`'s parameters materialised on every rank (a no-op unless ZeRO-3)."""
-    params = [p for p in model.parameters() if hasattr(p, "ds_numel")]
-    if not params:
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        yield
-
-
-@contextlib.contextmanager
-def outside_zero3():
-    """Load a model as a plain one, on one rank, while a ZeRO-3 run is live.
-
-    transformers builds every model inside `deepspeed.zero.Init` while a ZeRO-3 config is
-    registered; done on one rank only, that partitioning is a collective its peers never join.
-    """
-    from transformers.integrations import deepspeed as hf_ds
-
-    saved = hf_ds._hf_deepspeed_config_weak_ref
-    hf_ds._hf_deepspeed_config_weak_ref = None
-    try:
-        yield
-    finally:
-        hf_ds._hf_deepspeed_config_weak_ref = saved
-
-
 def broadcast_object(obj):
     """`obj` from rank 0 on every rank (no-op single process)."""
     import torch.distributed as dist
@@ -210,10 +182,92 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
-    """Leave the process group in step: without the barrier, a rank exiting early aborts peers."""
-    import torch.distributed as dist
+class Session:
+    """The distributed side of one alignment run, as a context manager.
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        with Session(cfg.deepspeed, use_cpu) as session:
+            args = session.training_args(**trainer_kwargs)  # process group + DeepSpeed up
+            ...
+        # left in step with the peers; a group this process made for itself is gone again
+
+    Without a DeepSpeed config and without a launcher it is a plain single process.
+    """
+
+    def __init__(self, deepspeed: str | None, use_cpu: bool):
+        self.ds_config = load_deepspeed_config(deepspeed) if deepspeed else None
+        self.use_cpu = use_cpu
+        self.args = None
+        self._own_rendezvous = False
+
+    def __enter__(self) -> Session:
+        if self.ds_config is not None:
+            # DeepSpeed always wants a process group, even in a plain `python` process.
+            self._own_rendezvous = setup_single_process()
+            if self.use_cpu:
+                skip_cpu_shm_kernel()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import torch.distributed as dist
+
+        if self.ds_config is not None:
+            from transformers.integrations import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()  # later models in this process load as plain ones
+        if dist.is_available() and dist.is_initialized():
+            if exc_type is None:
+                dist.barrier()  # a rank exiting early would abort its peers
+            dist.destroy_process_group()
+        if self._own_rendezvous:
+            clear_single_process()
+
+    def training_args(self, **kwargs):
+        """TrainingArguments with this session's DeepSpeed config and device, process group up.
+
+        Made before the model, so that under ZeRO-3 transformers builds it inside
+        `deepspeed.zero.Init` and every rank only ever holds its own partition.
+        """
+        from transformers import TrainingArguments
+
+        self.args = TrainingArguments(deepspeed=self.ds_config, use_cpu=self.use_cpu, **kwargs)
+        _ = self.args.device  # creates the process group under a launcher (gloo / NCCL)
+        if self.ds_config is not None:
+            init_deepspeed_comm(self.use_cpu)
+        return self.args
+
+    @property
+    def world(self) -> int:
+        return world_size()
+
+    @property
+    def zero_stage(self) -> int:
+        return zero_stage(self.ds_config)
+
+    @staticmethod
+    def param_count(model) -> int:
+        """Parameters of the whole model, also when ZeRO-3 left only a partition on this rank."""
+        return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+    @staticmethod
+    def unwrap(trainer):
+        """The trained module inside the Trainer's (DeepSpeed) engine."""
+        engine = trainer.model_wrapped
+        return getattr(engine, "module", engine)
+
+    @contextlib.contextmanager
+    def outside_zero3(self):
+        """Load a model as a plain one, on one rank, while a ZeRO-3 run is live.
+
+        transformers builds every model inside `deepspeed.zero.Init` while a ZeRO-3 config is
+        registered; done on one rank only, that partitioning is a collective its peers never
+        join. transformers' public set/unset pair lifts the registration for the block.
+        """
+        from transformers.integrations import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+        live = getattr(self.args, "hf_deepspeed_config", None)
+        unset_hf_deepspeed_config()
+        try:
+            yield
+        finally:
+            if live is not None:
+                set_hf_deepspeed_config(live)

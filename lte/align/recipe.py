@@ -10,17 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lte.align import distributed as dist
-from lte.align.checkpoint import (
-    FINAL_DIR,
-    checkpoints,
-    code_version,
-    newest_checkpoint,
-    write_meta,
-)
-from lte.align.data import TOKENIZER_DIR, ExampleDataset, PadCollator, load_corpus, read_manifest
+from lte.align.checkpoint import checkpoints, code_version, newest_checkpoint
+from lte.align.data import ExampleDataset, load_corpus, read_manifest
 from lte.align.preemption import make_callback as preemption_callback
 from lte.align.sampling import LengthGroupedSampler
 from lte.align.tracking import (
@@ -31,9 +26,12 @@ from lte.align.tracking import (
     peak_memory,
     peak_tflops,
     setup_wandb,
+    training_log,
 )
-from lte.config import AlignConfig, config_to_dict, format_config, save_config
+from lte.config import AlignConfig, format_config, save_config
 from lte.errors import UserError
+from lte.layout import FINAL_DIR, TOKENIZER_DIR, write_meta
+from lte.modeling.batching import PadCollator
 from lte.modeling.packing import PackedCollator, check_packing_support
 
 log = logging.getLogger("lte.align")
@@ -70,8 +68,9 @@ def _resume_point(cfg: AlignConfig, resume: bool) -> Path | None:
     return found
 
 
-def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, use_cpu: bool,
-                   report_to: list[str], run_name: str):
+def _trainer_kwargs(cfg: AlignConfig, accumulation: int, report_to: list[str],
+                    run_name: str) -> dict:
+    """TrainingArguments fields from the config (the session adds DeepSpeed and the device)."""
     import dataclasses
 
     from transformers import TrainingArguments
@@ -81,7 +80,7 @@ def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, 
     ckpt = "activation_checkpointing" if "activation_checkpointing" in names else \
         "gradient_checkpointing"
     warmup = "warmup_ratio" if "warmup_ratio" in names else "warmup_steps"  # < 1: a ratio
-    return TrainingArguments(
+    return dict(
         output_dir=cfg.out, run_name=run_name, report_to=report_to or "none",
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.micro_batch_size,
@@ -91,7 +90,7 @@ def _training_args(cfg: AlignConfig, ds_config: dict | None, accumulation: int, 
         max_grad_norm=cfg.max_grad_norm,
         bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
         **{ckpt: cfg.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
-        deepspeed=ds_config, use_cpu=use_cpu, seed=cfg.seed, data_seed=cfg.seed,
+        seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, dataloader_num_workers=cfg.dataloader_workers,
         remove_unused_columns=False,
@@ -127,8 +126,7 @@ def _load_tokenizer(cfg: AlignConfig):
 def _build_model(cfg: AlignConfig, tokenizer):
     """Pretrained weights, or fresh ones of the same architecture (+ `architecture` overrides).
 
-    Built after TrainingArguments so that, under ZeRO-3, transformers constructs the model inside
-    `deepspeed.zero.Init` and every rank only ever holds its own partition.
+    Built after `Session.training_args`, so that under ZeRO-3 every rank only holds its partition.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, set_seed
@@ -229,7 +227,7 @@ def _collator_and_sampler(cfg: AlignConfig, model, tokenizer, examples: list[dic
     return collator, sampler
 
 
-def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
+def _verify_save(session, trainer, final: Path, example: dict, out: Path) -> dict:
     """Logits of the trained engine vs. the reloaded final/ folder on one corpus example.
 
     Under ZeRO-3 the engine's forward gathers parameters collectively, so every rank runs it.
@@ -239,15 +237,14 @@ def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
     from transformers import AutoModelForCausalLM
 
     ids = torch.tensor([example["input_ids"][:64]])
-    engine = trainer.model_wrapped
-    module = getattr(engine, "module", engine)
+    module = session.unwrap(trainer)
     module.eval()
     device = next(module.parameters()).device
     with torch.no_grad():
         trained = module(input_ids=ids.to(device)).logits.float().cpu()
     result = {}
     if dist.is_main():
-        with dist.outside_zero3():
+        with session.outside_zero3():
             reloaded = AutoModelForCausalLM.from_pretrained(final, dtype="auto")
         reloaded.to(device).eval()  # same device, same kernels: differences are the weights'
         with torch.no_grad():
@@ -259,94 +256,103 @@ def _verify_save(trainer, final: Path, example: dict, out: Path) -> dict:
     return dist.broadcast_object(result)
 
 
+@dataclass
+class _Run:
+    """What setup hands to train and finish."""
+
+    cfg: AlignConfig
+    trainer: object
+    tokenizer: object
+    corpus: object
+    meta: dict
+    resume_from: Path | None
+    preemption: object  # lte.align.preemption's callback: .stopped_at
+
+
 def run_alignment(cfg: AlignConfig, resume: bool = False) -> Path:
     """Train per `cfg`; returns the final checkpoint folder (`cfg.out`/final), or the
     `checkpoint-N` folder saved when a pre-emption signal stopped training (`lte.align.preemption`).
     """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    with dist.Session(cfg.deepspeed, _use_cpu(cfg)) as session:
+        run = _setup(cfg, session, resume)
+        stopped_at = _train(run)
+        if stopped_at is not None:
+            saved = Path(cfg.out) / f"checkpoint-{stopped_at}"
+            if dist.is_main():
+                log.warning("stopped by the pre-emption signal; %s is the resume point "
+                            "(--resume)", saved)
+            return saved
+        return _finish(run, session)
+
+
+def _setup(cfg: AlignConfig, session: dist.Session, resume: bool) -> _Run:
+    """Arguments, tokenizer, corpus and model; the run folder's config; the Trainer."""
     import torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    use_cpu = _use_cpu(cfg)
-    ds_config = dist.load_deepspeed_config(cfg.deepspeed) if cfg.deepspeed else None
-    own_group = False
-    if ds_config is not None:
-        own_group = dist.setup_single_process()
-        if use_cpu:
-            dist.skip_cpu_shm_kernel()
-    out = Path(cfg.out)
-    world = dist.world_size()
-    accumulation = grad_accumulation(cfg.global_batch_size, cfg.micro_batch_size, world)
+    accumulation = grad_accumulation(cfg.global_batch_size, cfg.micro_batch_size, session.world)
     ckpt = _resume_point(cfg, resume)
-    run_name = cfg.wandb.run_name or out.resolve().name
-    report_to = setup_wandb(cfg, run_name)
-
-    args = _training_args(cfg, ds_config, accumulation, use_cpu, report_to, run_name)
-    if ds_config is not None:
-        _ = args.device  # sets up the process group (gloo on CPU, NCCL on GPU)
-        dist.init_deepspeed_comm(use_cpu)
+    run_name = cfg.wandb.run_name or Path(cfg.out).resolve().name
+    args = session.training_args(**_trainer_kwargs(cfg, accumulation, setup_wandb(cfg, run_name),
+                                                   run_name))
     tokenizer = _load_tokenizer(cfg)
     corpus = load_corpus(cfg.corpus, tokenizer, cfg.max_length)
     model = _build_model(cfg, tokenizer)
-    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
-    mean_len = corpus.tokens / len(corpus.examples)
-    throughput = Throughput(flops_per_token(model.config, n_params, mean_len),
-                            peak_tflops(cfg), world)
+    n_params = session.param_count(model)
+    throughput = Throughput(flops_per_token(model.config, n_params, corpus.tokens /
+                                            len(corpus.examples)), peak_tflops(cfg), session.world)
     meta = {
-        "config": config_to_dict(cfg), "corpus_manifest_sha256": corpus.manifest_sha256,
+        "config": asdict(cfg), "corpus_manifest_sha256": corpus.manifest_sha256,
         "corpus_manifest": corpus.manifest, "code_version": code_version(),
-        "world_size": world, "gradient_accumulation": accumulation,
-        "zero_stage": dist.zero_stage(ds_config), "parameters": n_params,
+        "world_size": session.world, "gradient_accumulation": accumulation,
+        "zero_stage": session.zero_stage, "parameters": n_params,
         "examples": len(corpus.examples), "examples_truncated": corpus.truncated,
         "examples_dropped": corpus.dropped, "resumed_from": str(ckpt) if ckpt else None,
     }
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        save_config(cfg, cfg.out)
         log.info("resolved config:\n%s", format_config(cfg))
         log.info("%d examples (%d truncated, %d dropped), %d processes x micro batch %d x "
                  "accumulation %d = global batch %d, %.1fM parameters, ZeRO stage %d",
-                 len(corpus.examples), corpus.truncated, corpus.dropped, world,
+                 len(corpus.examples), corpus.truncated, corpus.dropped, session.world,
                  cfg.micro_batch_size, accumulation, cfg.global_batch_size, n_params / 1e6,
-                 meta["zero_stage"])
-    collator, sampler = _collator_and_sampler(cfg, model, tokenizer, corpus.examples, use_cpu)
+                 session.zero_stage)
+    collator, sampler = _collator_and_sampler(cfg, model, tokenizer, corpus.examples,
+                                              session.use_cpu)
     preemption = preemption_callback()
     trainer = _make_trainer(cfg, args, model, ExampleDataset(corpus.examples), collator,
                             throughput, meta, preemption, sampler)
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    if preemption.stopped_at is not None:
-        saved = out / f"checkpoint-{preemption.stopped_at}"
-        if dist.is_main():
-            log.warning("stopped by the pre-emption signal; %s is the resume point (--resume)",
-                        saved)
-        _end_processes(own_group)
-        return saved
+    return _Run(cfg, trainer, tokenizer, corpus, meta, ckpt, preemption)
 
+
+def _train(run: _Run) -> int | None:
+    """The Trainer's loop; the step a pre-emption signal stopped it at, else None."""
+    run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    return run.preemption.stopped_at
+
+
+def _finish(run: _Run, session: dist.Session) -> Path:
+    """final/ (gathered weights + tokenizer), its check against the engine, lte_meta.json."""
+    cfg, trainer, meta = run.cfg, run.trainer, run.meta
+    out = Path(cfg.out)
     final = out / FINAL_DIR
     trainer.save_model(str(final))  # ZeRO-3: gathers the 16-bit weights onto rank 0
     if dist.is_main():
         (final / "training_args.bin").unlink(missing_ok=True)  # a pickle; checkpoints keep theirs
-        tokenizer.save_pretrained(final)
-        trainer.save_state()  # trainer_state.json (loss history) beside final/
+        run.tokenizer.save_pretrained(final)
     if cfg.verify_save:
         dist.barrier()
-        meta["verify_save"] = _verify_save(trainer, final, corpus.examples[0], out)
+        meta["verify_save"] = _verify_save(session, trainer, final, run.corpus.examples[0], out)
         if not meta["verify_save"]["ok"]:
             raise RuntimeError(f"saved checkpoint differs from the trained engine: "
                                f"{meta['verify_save']}")
     if dist.is_main():
         meta["global_step"] = trainer.state.global_step
+        meta.update(training_log(trainer.state.log_history))
         write_meta(final, meta)
         write_meta(out, meta)
         log.info("final checkpoint: %s", final)
-    _end_processes(own_group)
     return final
-
-
-def _end_processes(own_group: bool) -> None:
-    if own_group:
-        dist.shutdown()
-        dist.clear_single_process()
-    else:
-        dist.barrier()

@@ -9,6 +9,7 @@ device's dense bf16 peak; it is logged on GPU only, where a peak is known.
 from __future__ import annotations
 
 import os
+import statistics
 
 from lte.availability import wandb_enabled
 from lte.config import AlignConfig
@@ -82,6 +83,24 @@ class ComputedTokens:
 
         out = self.rate.update(sum_over_ranks(self.local), now)
         return {"computed_tokens_per_s": out["tokens_per_s"]} if out else {}
+
+
+def training_log(log_history: list[dict]) -> dict:
+    """The Trainer's per-step log and a throughput summary, for lte_meta.json (a resumed run's
+    history includes the steps before the resume, restored from the checkpoint)."""
+    keys = ("step", "loss", "grad_norm", "learning_rate", "tokens_per_s", "computed_tokens_per_s",
+            "mfu", "peak_gpu_mem_gib")
+    steps = [{k: h[k] for k in keys if k in h} for h in log_history if "loss" in h]
+    summary = next((h for h in log_history if "train_runtime" in h), {})
+
+    def median(key: str) -> float | None:
+        values = [h[key] for h in steps if key in h]
+        return statistics.median(values) if values else None
+
+    return {"loss_history": steps,
+            "throughput": {"tokens_per_s_median": median("tokens_per_s"),
+                           "mfu_median": median("mfu"),
+                           "train_runtime_s": summary.get("train_runtime")}}
 
 
 def setup_wandb(cfg: AlignConfig, run_name: str) -> list[str]:

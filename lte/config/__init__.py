@@ -13,7 +13,6 @@ from lte.config.index_spec import INDEX_PRESETS, INDEX_SPEC, check_index_spec, r
 from lte.config.load import (
     Schema,
     build_config,
-    config_to_dict,
     dotted_tree,
     format_config,
     load_config,
@@ -66,6 +65,6 @@ __all__ = [
     "INDEX_SPEC", "STAGES", "AlignConfig", "CorpusConfig", "CorpusSource", "DemoConfig",
     "EditorConfig", "EmbedderConfig", "EvalConfig", "FTLConfig", "ROMEConfig", "MemoryConfig", "ModelConfig",
     "Problems", "Schema", "ServeConfig", "WandbConfig", "build_config", "check_index_spec",
-    "config_to_dict", "dotted_tree", "format_config", "load_config", "parse_overrides",
+    "dotted_tree", "format_config", "load_config", "parse_overrides",
     "read_yaml", "resolve_index_spec", "save_config", "stage_config_class",
 ]

@@ -288,10 +288,6 @@ def load_config(cls: type[T], path: str | Path | None = None,
     return build_config(cls, data, source=str(path) if path else "config")
 
 
-def config_to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def format_config(cfg: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False).rstrip()
 

@@ -13,11 +13,12 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 
-from lte.config import CorpusConfig, config_to_dict, save_config
+from lte.config import CorpusConfig, save_config
 from lte.corpus.answers import questions_to_answer
 from lte.corpus.construct import (
     ConstructOptions,
@@ -27,13 +28,12 @@ from lte.corpus.construct import (
     linguistic_examples,
 )
 from lte.corpus.distractors import distractors_by_descriptor, record_key, retrieve_distractors
-from lte.corpus.shards import Tokenize, examples_table, shard_name, write_shards
+from lte.corpus.shards import Tokenize, examples_table, write_shards
 from lte.corpus.sources import Inputs, load_inputs
 from lte.data.record import QA, EditRecord
 from lte.errors import UserError
+from lte.layout import MANIFEST, SHARD_GLOB, TOKENIZER_DIR, shard_name
 
-MANIFEST = "manifest.json"
-TOKENIZER_DIR = "tokenizer"
 WORLD_FILE = "world.json"
 WORK_SCHEMA = pa.schema([("key", pa.string()), ("kind", pa.string()),
                          ("payload", pa.string()), ("distractors", pa.string())])
@@ -282,7 +282,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path | None = None,
     t = _stage(f"{len(inputs.records)} records, "
                f"{sum(len(i) for _, i in inputs.instructions)} instructions", t)
 
-    from lte.memory.embedder import make_embedder
+    from lte.embedding import make_embedder
 
     distractors = retrieve_distractors(inputs.records, make_embedder(cfg.retriever).encode,
                                        cfg.distractor_candidates)
@@ -325,7 +325,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path | None = None,
         "tokenizer": cfg.tokenizer,
         "seed": cfg.seed,
         "inputs_sha256": dict(sorted(inputs.hashes.items())),
-        "config": config_to_dict(cfg),
+        "config": asdict(cfg),
     }
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     save_config(cfg, work)
@@ -343,7 +343,7 @@ def _count_sources(records: list[EditRecord]) -> dict[str, int]:
 
 def _publish(work: Path, out: Path) -> None:
     """Replace the previous corpus in `out` by the finished one in `work`."""
-    for old in out.glob("shard-*-of-*.parquet"):
+    for old in out.glob(SHARD_GLOB):
         old.unlink()
     shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
     (out / WORLD_FILE).unlink(missing_ok=True)

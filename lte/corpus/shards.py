@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lte.corpus.construct import Example
+from lte.layout import shard_name
 from lte.prompts import IGNORE_INDEX, tokenize_chat
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -63,10 +64,6 @@ class Tokenize:
 
 def shard_of(example_id: str, n_shards: int) -> int:
     return zlib.crc32(example_id.encode()) % n_shards
-
-
-def shard_name(i: int, n: int) -> str:
-    return f"shard-{i:05d}-of-{n:05d}.parquet"
 
 
 @dataclass

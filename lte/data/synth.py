@@ -15,7 +15,7 @@ million records stream to disk in about a minute.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,9 +258,6 @@ class World:
         facts = self._facts(i) if facts is None else facts
         return pool[_FACT_TABLE[r][facts >> (10 * r) & 1023]]
 
-    def edit_relation(self, i: int, meta: int | None = None) -> int:
-        return (self._meta(i) if meta is None else meta) % len(RELATIONS)
-
     def edit_target(self, i: int, r: int) -> tuple[str, int | None]:
         """A new object of the same type, never the original; for spouse also its person id."""
         meta = self._meta(i)
@@ -398,6 +395,22 @@ def to_edit_record(d: dict, source: str = "synth") -> EditRecord:
         rephrase_prompts=list(d["rephrase_prompt"]), portability=qas(d["portability"]),
         locality=qas(d["locality"]), source=source,
     )
+
+
+def synth_records(n_edits: int, seed: int = 0, source: str = "synth") -> list[EditRecord]:
+    """The first `n_edits` edits of the world of `seed`: the tiny record source of tests, smoke
+    corpora and load tests."""
+    return [to_edit_record(d, source) for d in generate_world(n_edits, seed)] if n_edits else []
+
+
+def record_texts(records: Iterable[EditRecord]) -> list[str]:
+    """Every question and answer of `records` (text to train a tiny tokenizer on)."""
+    texts = []
+    for r in records:
+        texts += [r.descriptor, r.target_new, *r.ground_truth, *r.rephrase_prompts]
+        for qas in (*r.portability.values(), *r.locality.values()):
+            texts += [f"{qa.prompt} {qa.answer}" for qa in qas]
+    return texts
 
 
 def world_instructions(n: int, seed: int = 0, start: int = 0) -> Iterator[tuple[str, QA]]:

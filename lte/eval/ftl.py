@@ -16,9 +16,10 @@ sequential: calls accumulate, each constrained around the weights it started fro
 from __future__ import annotations
 
 from lte.config import FTLConfig
-from lte.editor import LTEEditor, left_pad
+from lte.editor import LTEEditor
 from lte.eval import hparams
 from lte.eval.formats import RAW, PromptFormat
+from lte.modeling.batching import left_pad
 
 
 def layer_module(model, layer: int, module: str, section: str):

@@ -66,9 +66,12 @@ class RetrievalMethod:
         return self.editor.contexts(list(questions), k=k)
 
 
-class GoldContext:
+class FixedContext:
+    """A method that stores nothing: each question is asked with a context fixed by its case."""
+
     retrieves = False
-    name = "gold-context"
+    name: str
+    gold: bool  # the case's own descriptor (gold-context), else nothing (no-edit)
 
     def __init__(self, editor: LTEEditor):
         self.editor = editor
@@ -80,24 +83,16 @@ class GoldContext:
         return {}
 
     def contexts(self, questions, owners, k):
-        return [[o.descriptor] for o in owners], [[] for _ in questions]
+        descs = [[o.descriptor] if self.gold else [] for o in owners]
+        return descs, [[] for _ in questions]
 
 
-class NoEdit:
-    retrieves = False
-    name = "no-edit"
+class GoldContext(FixedContext):
+    name, gold = "gold-context", True
 
-    def __init__(self, editor: LTEEditor):
-        self.editor = editor
 
-    def reset(self) -> None:
-        pass
-
-    def insert(self, records):
-        return {}
-
-    def contexts(self, questions, owners, k):
-        return [[] for _ in questions], [[] for _ in questions]
+class NoEdit(FixedContext):
+    name, gold = "no-edit", False
 
 
 def timed_insert(method: Method, records: Sequence[EditRecord]) -> tuple[dict[str, int], float]:

@@ -67,19 +67,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from lte.editor import token_accuracy  # the editor's TokenPrediction scores with it
+
 # Columns of the KnowEdit table first, then ours.
 HEADLINE_METRICS = ("edit_succ", "portability", "locality", "fluency")
 EXTRA_METRICS = ("rephrase_succ", "gen_em", "retrieval_hit1", "retrieval_hitk", "fluency_gen",
                  "latency_ms", "edit_time_ms", "edit_time_p50_ms", "edit_time_p95_ms")
-
-
-def token_accuracy(predicted: Sequence[int], target: Sequence[int]) -> float | None:
-    """(1/T) sum_t [pred_t == y_t]; None for an empty target (EasyEdit drops NaN)."""
-    if len(target) == 0:
-        return None
-    if len(predicted) != len(target):
-        raise ValueError(f"{len(predicted)} predictions for {len(target)} target tokens")
-    return sum(int(p == t) for p, t in zip(predicted, target, strict=True)) / len(target)
 
 
 def agreement(pre: Sequence[int], post: Sequence[int]) -> float | None:

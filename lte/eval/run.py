@@ -9,9 +9,10 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
-from lte.config import EvalConfig, ModelConfig, config_to_dict, save_config
+from lte.config import EvalConfig, ModelConfig, save_config
 from lte.data.record import EditRecord
 from lte.errors import UserError
 from lte.eval.aggregate import AGGREGATIONS
@@ -192,7 +193,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         finally:
             for editor in editors:
                 editor.close()
-    results = {"config": config_to_dict(cfg), "runs": runs}
+    results = {"config": asdict(cfg), "runs": runs}
     report.write_all(results, out)
     if cfg.wandb_project:
         report.log_wandb(results, cfg.wandb_project, out, memory=memory)

@@ -119,12 +119,13 @@ def run_build(args) -> int:
     from pathlib import Path
 
     from lte.config import format_config
+    from lte.layout import EDIT_LOG
     from lte.memory.build import build_new, check_out_folder, load_embedder
-    from lte.memory.memory import STORE_FILE, EditMemory
+    from lte.memory.memory import EditMemory
 
     cfg = _load_cfg(args)
     out = Path(args.out)
-    appending = (out / STORE_FILE).exists()
+    appending = (out / EDIT_LOG).exists()
     if appending and not args.append:
         raise UserError("already holds an edit memory; pass --append to add to it",
                         file=str(out))

@@ -27,21 +27,20 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lte.config import MemoryConfig, build_config, config_to_dict, save_config
+from lte.config import MemoryConfig, build_config, save_config
 from lte.data.record import EditRecord
+from lte.embedding import make_embedder
 from lte.errors import UserError
-from lte.memory.embedder import make_embedder
+from lte.layout import EDIT_LOG, INDEX_FILE, INDEX_META_FILE, MEMORY_CONFIG
 from lte.memory.guards import ACK_FILE, disk_error
 from lte.memory.index import VectorIndex, check_index_for_dim
 from lte.memory.store import LIVE, OP_ADD, EditStore, NewEdit, StoredEdit
 
-STORE_FILE, INDEX_FILE, INDEX_META_FILE, CONFIG_FILE = (
-    "edits.sqlite", "index.faiss", "index.json", "config.yaml")
 FORMAT_VERSION = 1
 
 
@@ -116,9 +115,9 @@ def _write_atomic(path: Path, write) -> None:
 def _save_config(cfg: MemoryConfig, folder: Path) -> None:
     """config.yaml, for people (the log holds the copy that is read back)."""
     try:
-        save_config(cfg, folder, CONFIG_FILE)
+        save_config(cfg, folder, MEMORY_CONFIG)
     except OSError as e:
-        raise disk_error(e, folder / CONFIG_FILE, "write the config") from e
+        raise disk_error(e, folder / MEMORY_CONFIG, "write the config") from e
 
 
 class LostEditsError(UserError):
@@ -166,7 +165,7 @@ class EditMemory:
         """
         folder = Path(folder)
         cfg = cfg or MemoryConfig()
-        if (folder / STORE_FILE).exists():
+        if (folder / EDIT_LOG).exists():
             raise UserError("already holds an edit memory; open it, or pick another folder",
                             file=str(folder))
         check_threshold(cfg.threshold, "memory.threshold")
@@ -179,10 +178,10 @@ class EditMemory:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise disk_error(e, folder, "create the memory folder") from e
-        store = EditStore(folder / STORE_FILE)
+        store = EditStore(folder / EDIT_LOG)
         try:
             mem = cls(folder, cfg, store, dim=embedder.dim, embedder=embedder)
-            store.set_meta("config", config_to_dict(cfg))
+            store.set_meta("config", asdict(cfg))
             store.set_meta("embedder", {"name": cfg.embedder.name, "dim": mem.dim})
             store.set_meta("format_version", FORMAT_VERSION)
             store.ack.write(0, 0)
@@ -204,13 +203,13 @@ class EditMemory:
         opens write nothing and follow another process's writes before each answer.
         """
         folder = Path(folder)
-        if not (folder / STORE_FILE).is_file():
-            raise UserError(f"no edit memory here ({STORE_FILE} is missing); build one with "
+        if not (folder / EDIT_LOG).is_file():
+            raise UserError(f"no edit memory here ({EDIT_LOG} is missing); build one with "
                             f"`lte memory build`", file=str(folder))
         if not readonly and not os.access(folder, os.W_OK):
             raise UserError("the memory folder is read-only; this command changes the memory "
                             "(searches and stats only read it)", file=str(folder))
-        store = EditStore(folder / STORE_FILE, readonly=readonly, lock_wait_s=lock_wait_s)
+        store = EditStore(folder / EDIT_LOG, readonly=readonly, lock_wait_s=lock_wait_s)
         try:
             mem = cls._from_store(folder, store, overrides)
             mem._load_index()
@@ -225,15 +224,15 @@ class EditMemory:
             data = store.get_meta("config")
             stored_dim = (store.get_meta("embedder") or {}).get("dim")
         if data is None:
-            raise UserError(f"{STORE_FILE} has no memory config", file=str(folder))
+            raise UserError(f"{EDIT_LOG} has no memory config", file=str(folder))
         fixed = {"embedder", "index", "key", "conflict"}
         bad = sorted(set(overrides) & fixed)
         if bad:
             raise UserError(f"{', '.join(bad)} cannot change on an existing memory; build a new "
                             f"one", file=str(folder))
-        cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / STORE_FILE))
+        cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / EDIT_LOG))
         if not isinstance(stored_dim, int):
-            raise UserError(f"{STORE_FILE} does not record the embedding size", file=str(folder))
+            raise UserError(f"{EDIT_LOG} does not record the embedding size", file=str(folder))
         return cls(folder, cfg, store, dim=stored_dim)
 
     @classmethod
@@ -243,7 +242,7 @@ class EditMemory:
         Returns what was given up, in one line. The next `open` rebuilds the index from the log.
         """
         folder = Path(folder)
-        store = EditStore(folder / STORE_FILE)
+        store = EditStore(folder / EDIT_LOG)
         try:
             with store._errors("read"):
                 seq, max_id = store.last_seq(), store.max_id()
@@ -382,7 +381,7 @@ class EditMemory:
         check_threshold(threshold)
         with self._lock:
             self.threshold = self.cfg.threshold = threshold
-            self.store.set_meta("config", config_to_dict(self.cfg))
+            self.store.set_meta("config", asdict(self.cfg))
             _save_config(self.cfg, self.folder)
 
     # -- reads -------------------------------------------------------------------------------
@@ -439,7 +438,7 @@ class EditMemory:
             self._refresh()
             counts = self.store.counts()
             files = {name: (self.folder / name).stat().st_size
-                     for name in (STORE_FILE, STORE_FILE + "-wal", INDEX_FILE, INDEX_META_FILE)
+                     for name in (EDIT_LOG, EDIT_LOG + "-wal", INDEX_FILE, INDEX_META_FILE)
                      if (self.folder / name).exists()}
             return {
                 "folder": str(self.folder),
@@ -487,7 +486,7 @@ class EditMemory:
 
         out = Path(out)
         for _ in range(5):
-            for name in (INDEX_META_FILE, INDEX_FILE, CONFIG_FILE):
+            for name in (INDEX_META_FILE, INDEX_FILE, MEMORY_CONFIG):
                 if (self.folder / name).is_file():
                     shutil.copyfile(self.folder / name, out / name)
             try:
@@ -496,8 +495,8 @@ class EditMemory:
                     break
             except (OSError, ValueError, KeyError):
                 pass
-        self.store.backup_to(out / STORE_FILE)
-        copy = EditStore(out / STORE_FILE)
+        self.store.backup_to(out / EDIT_LOG)
+        copy = EditStore(out / EDIT_LOG)
         try:
             seq, max_id, counts = copy.last_seq(), copy.max_id(), copy.counts()
             copy.ack.write(seq, max_id)
@@ -532,11 +531,11 @@ class EditMemory:
                  f", {max(0, acked_id - max_id)} of them added edits (ids {max_id + 1}-{acked_id})")
         raise LostEditsError(
             f"the log holds fewer changes than were acknowledged ({acked_seq - seq} of "
-            f"{acked_seq} logged changes missing{edits}, per {name}): {STORE_FILE}-wal was lost "
+            f"{acked_seq} logged changes missing{edits}, per {name}): {EDIT_LOG}-wal was lost "
             f"or damaged. Restore the folder from "
             f"a backup (`lte memory backup`), or accept the loss with "
             f"`lte memory repair {self.folder} --accept-loss`",
-            file=str(self.folder / STORE_FILE))
+            file=str(self.folder / EDIT_LOG))
 
     def _read_snapshot(self) -> tuple[dict | None, str | None]:
         """(index.json, None) when the snapshot is usable, else (None, why not)."""

@@ -6,10 +6,11 @@ chat template), saved as an ordinary folder, so no later code special-cases the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from lte.layout import write_meta
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 USER, ASSISTANT, SYSTEM = "<|user|>", "<|assistant|>", "<|system|>"
@@ -93,6 +94,23 @@ def build_tiny_model(cfg: TinyModelConfig, tokenizer):
     return model
 
 
+def tiny_model(texts: Iterable[str], vocab_size: int = 512, hidden_size: int = 64,
+               layers: int = 2, heads: int = 4, seed: int = 0):
+    """(fresh tiny LLaMA, tokenizer trained on `texts`): the small model of tests, smoke runs and
+    benchmarks (the shipped one is sized by tools/make_tiny_checkpoint.py)."""
+    tok = train_tokenizer(texts, vocab_size)
+    cfg = TinyModelConfig(vocab_size=vocab_size, hidden_size=hidden_size,
+                          intermediate_size=hidden_size * 2, num_hidden_layers=layers,
+                          num_attention_heads=heads, num_key_value_heads=heads,
+                          max_position_embeddings=512, seed=seed)
+    return build_tiny_model(cfg, tok), tok
+
+
+def write_tiny_model(out: str | Path, texts: Iterable[str], **sizes) -> Path:
+    """`tiny_model(texts, **sizes)` saved as an HF folder."""
+    return save_tiny(*tiny_model(texts, **sizes), out)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -104,9 +122,5 @@ def save_tiny(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if meta is not None:
-        (out / "lte_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        write_meta(out, meta)
     return out
-
-
-def tiny_config_dict(cfg: TinyModelConfig) -> dict:
-    return asdict(cfg)

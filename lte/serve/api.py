@@ -126,7 +126,7 @@ class Api:
                  token_sha256: str, embedder: EmbedderConfig, batch_size: int,
                  batch_wait_s: float, torch_threads: int, auth: str,
                  bounds: RequestBounds):
-        from lte.memory.embedder import make_embedder
+        from lte.embedding import make_embedder
         from lte.serve.deployments import configure_batching, worker_pool
 
         self._pool = worker_pool("embedder", torch_threads)

@@ -20,7 +20,8 @@ import numpy as np
 from ray import serve
 
 from lte.config import MemoryConfig, ModelConfig
-from lte.serve.sharding import LOG_FILE, from_global, to_global
+from lte.layout import EDIT_LOG
+from lte.serve.sharding import from_global, to_global
 
 
 def _set_torch_threads(n: int) -> None:
@@ -46,7 +47,7 @@ def configure_batching(handlers, batch_size: int, batch_wait_s: float) -> None:
 def _open_or_create(folder: Path, cfg: MemoryConfig):
     from lte.memory import EditMemory
 
-    if (folder / LOG_FILE).is_file():
+    if (folder / EDIT_LOG).is_file():
         # A replica restarted by Serve may start while the one it replaces still exits.
         return EditMemory.open(folder, lock_wait_s=30.0)
     return EditMemory.create(folder, cfg)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lte.data.record import EditRecord
+from lte.data.synth import synth_records
 
 PRELOAD_BATCH = 64
 
@@ -73,26 +74,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def world_records(n: int, seed: int) -> list[EditRecord]:
-    """The first `n` edits of the synthetic world of `seed` (the fields a client sends)."""
-    from lte.data.synth import generate_world
-
-    out = []
-    for d in generate_world(n, seed) if n else ():
-        rephrase = d.get("rephrase_prompt") or []
-        out.append(EditRecord(case_id=str(d["case_id"]), subject=d["subject"], prompt=d["prompt"],
-                              target_new=d["target_new"],
-                              rephrase_prompts=[rephrase] if isinstance(rephrase, str)
-                              else list(rephrase)))
-    return out
-
-
 def build_workload(n_ops: int, edit_share: float, edits_per_op: int, preload: int,
                    seed: int) -> Workload:
     """A seeded list of operations; each query asks about an edit stored before it in the list."""
     rng = random.Random(seed)
     n_edit_ops = round(n_ops * edit_share)
-    world = world_records(preload + n_edit_ops * edits_per_op, seed)
+    world = synth_records(preload + n_edit_ops * edits_per_op, seed)
     stored = world[:preload]
     pending = iter(world[preload:])
     kinds = ["edit"] * n_edit_ops + ["query"] * (n_ops - n_edit_ops)

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from lte.errors import UserError
-from lte.serve.sharding import LOG_FILE
+from lte.layout import EDIT_LOG
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -55,7 +55,7 @@ def check_model(name_or_path: str) -> None:
 def check_shard_logs(folders: list[Path]) -> None:
     """Each existing shard log opens as SQLite (a damaged one is named here, not deep in Ray)."""
     for folder in folders:
-        log = folder / LOG_FILE
+        log = folder / EDIT_LOG
         if not log.is_file():
             continue
         try:

@@ -19,9 +19,7 @@ import json
 from pathlib import Path
 
 from lte.errors import UserError
-
-MANIFEST = "serve.json"
-LOG_FILE = "edits.sqlite"  # DESIGN.md's memory folder: the edit log, source of truth
+from lte.layout import SERVE_MANIFEST
 
 
 def placement_key(subject: str, prompt: str) -> str:
@@ -54,7 +52,7 @@ def prepare_root(root: str | Path, n_shards: int, embedder: str | None = None) -
     the one the shards' indexes were built with.
     """
     root = Path(root).resolve()
-    manifest = root / MANIFEST
+    manifest = root / SERVE_MANIFEST
     if manifest.is_file():
         try:
             content = json.loads(manifest.read_text())
@@ -72,7 +70,7 @@ def prepare_root(root: str | Path, n_shards: int, embedder: str | None = None) -
                             "use the same embedder or a new memory_dir", file=str(manifest))
     else:
         if root.exists() and any(root.iterdir()):
-            raise UserError(f"folder exists and has no {MANIFEST}; serve a new or an lte serve "
+            raise UserError(f"folder exists and has no {SERVE_MANIFEST}; serve a new or an lte serve "
                             "memory folder", file=str(root))
         root.mkdir(parents=True, exist_ok=True)
         manifest.write_text(json.dumps({"shards": n_shards, "embedder": embedder}) + "\n")

