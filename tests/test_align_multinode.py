@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lte.align.checkpoint import newest_checkpoint, read_meta
+from lte.align.checkpoint import newest_checkpoint
 from lte.align.distributed import free_port
+from lte.layout import read_meta
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ continues on exactly the examples the uninterrupted one trained on."""
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from lte.align.sampling import LengthGroupedSampler
 from lte.config import AlignConfig, load_config
 from lte.errors import UserError
+from lte.layout import read_meta
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,7 @@ def _cfg(smoke, out, *extra):
 
 
 def _losses(out: Path) -> list[float]:
-    state = json.loads((out / "trainer_state.json").read_text())
-    return [h["loss"] for h in state["log_history"] if "loss" in h]
+    return [h["loss"] for h in read_meta(out)["loss_history"]]
 
 
 def test_grouped_run_resumes_on_the_same_examples(smoke, tmp_path):
@@ -102,8 +101,7 @@ def test_packed_run_learns_as_the_padded_one_and_computes_no_padding(smoke, tmp_
     for packing in ("none", "padding_free"):
         out = tmp_path / packing
         run_alignment(_cfg(smoke, out, f"packing={packing}"))
-        state = json.loads((out / "trainer_state.json").read_text())
-        runs[packing] = [h for h in state["log_history"] if "loss" in h]
+        runs[packing] = read_meta(out)["loss_history"]
     # same examples, same order, same per-token mean: the same losses up to float noise
     assert [h["loss"] for h in runs["padding_free"]] == pytest.approx(
         [h["loss"] for h in runs["none"]], abs=2e-3)

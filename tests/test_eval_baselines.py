@@ -45,7 +45,7 @@ def test_ice_puts_the_cases_own_fact_before_the_question_in_raw_text():
     descs, hits = ice.contexts(["q1", "q2"], rec, 5)
     assert descs == [[rec[0].descriptor], [rec[1].descriptor]] and hits == [[], []]
     ids, _ = ice.fmt.encode(tok, "Who is it?", descs[0], "")
-    assert tok.decode(ids, skip_special_tokens=True) == (
+    assert tok.decode(ids, skip_special_tokens=True).strip() == (
         f"New Fact: {rec[0].prompt} {rec[0].target_new}\nPrompt: Who is it?")
     assert ice.insert(rec) == {}
 

@@ -2,7 +2,7 @@
 imports included, since those are where upward imports hide).
 
 Stages, lowest first: errors and layout; config; the shared pieces (prompts, embedding,
-modeling, availability); data; corpus and memory; align and editor; eval; serve; demo; the
+modeling, availability, tracking); data; corpus and memory; align and editor; eval; serve; demo; the
 command line. A module may import its own stage and any earlier one.
 """
 
@@ -18,6 +18,7 @@ STAGES = {
     "lte": 0, "lte.errors": 0, "lte.layout": 0,
     "lte.config": 1,
     "lte.prompts": 2, "lte.embedding": 2, "lte.modeling": 2, "lte.availability": 2,
+    "lte.tracking": 2,
     "lte.data": 3,
     "lte.corpus": 4, "lte.memory": 4,
     "lte.align": 5, "lte.editor": 5,

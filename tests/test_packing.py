@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lte.align.data import PadCollator
 from lte.errors import UserError
+from lte.modeling.batching import PadCollator
 from lte.modeling.packing import PackedCollator, check_packing_support
 from lte.prompts import IGNORE_INDEX
 

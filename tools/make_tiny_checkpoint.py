@@ -94,7 +94,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "recipe" / "tiny.yaml"
 BUCKETS = ("in", "port", "out", "bare", "ling")
 # Teacher-forced scoring only: no fluency sample, a one-token answer for exact match.
-SCORE = ScoreOptions(hit_k=1, fluency_cases=0, fluency_tokens=1, max_new_tokens=1)
+SCORE = ScoreOptions(hit_k=1, fluency_cases=0, fluency_tokens=1, max_new_tokens=1, fluency_seed=0)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def training_log(log_history: list[dict]) -> dict:
     """The Trainer's per-step log and a throughput summary, for lte_meta.json (a resumed run's
     history includes the steps before the resume, restored from the checkpoint)."""
     keys = ("step", "loss", "grad_norm", "learning_rate", "tokens_per_s", "computed_tokens_per_s",
-            "mfu", "peak_gpu_mem_gib")
+            "num_input_tokens_seen", "mfu", "peak_gpu_mem_gib")
     steps = [{k: h[k] for k in keys if k in h} for h in log_history if "loss" in h]
     summary = next((h for h in log_history if "train_runtime" in h), {})
 
