@@ -89,9 +89,16 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
     max_new_tokens: int = 16  # generation length for answers
+    # chat format (lte.chat_formats): tokenizer (its own template) | llama-2 (FastChat's, as the
+    # reference trains LLaMA-2-Chat) | qwen (ChatML with the reference's system turn)
+    chat_format: str = "tokenizer"
+    trust_remote_code: bool = False  # Qwen-7B-Chat (v1) ships its tokenizer and model as code
 
     def __post_init__(self):
+        from lte.chat_formats import CHAT_FORMATS
+
         _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        _check_choice("model.chat_format", self.chat_format, CHAT_FORMATS)
 
 
 @dataclass
@@ -264,7 +271,6 @@ class AlignConfig:
     init: str = "pretrained"  # pretrained: its weights | scratch: fresh weights, same architecture
     architecture: dict[str, Any] = field(default_factory=dict)  # model config overrides (init: scratch)
     tokenizer: str | None = None  # tokenizer the corpus was tokenized with; None: the model's
-    trust_remote_code: bool = False  # Qwen-7B-Chat (v1) ships its modelling code with the weights
     deepspeed: str | None = None  # DeepSpeed JSON (configs/deepspeed/); None: Trainer without it
     out: str = "align-out"  # run folder: checkpoint-N/, final/, config.yaml, lte_meta.json
     epochs: float = 3.0  # passes over the corpus

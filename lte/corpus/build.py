@@ -30,7 +30,6 @@ from lte.corpus.distractors import distractors_by_descriptor, record_key, retrie
 from lte.corpus.shards import Tokenize, examples_table, shard_name, write_shards
 from lte.corpus.sources import Inputs, load_inputs
 from lte.data.record import QA, EditRecord
-from lte.errors import UserError
 
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
@@ -239,11 +238,9 @@ def resolve_tokenizer(cfg: CorpusConfig, inputs: Inputs, work_dir: Path):
         return tok
     from lte.modeling.load import load_tokenizer
 
-    tok = load_tokenizer(cfg.tokenizer)
-    if not tok.chat_template:
-        raise UserError(f"tokenizer '{cfg.tokenizer}' has no chat template; name a chat model "
-                        f"or use `train`", field="corpus.tokenizer")
-    return tok
+    # The base model's chat format and remote-code setting (corpus.model) apply to the tokenizer
+    # the corpus is tokenized with: the same family.
+    return load_tokenizer(cfg.tokenizer, cfg.model.chat_format, cfg.model.trust_remote_code)
 
 
 # --------------------------------------------------------------------------------------------
