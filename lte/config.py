@@ -117,13 +117,21 @@ class CorpusConfig:
     synth_edits: int = 0  # > 0: also synthesise a world of this many edits into the output
     synth_seed: int = 0  # seed of the synthesised world
     evaluation: list[str] = field(default_factory=list)  # files whose subjects are dropped (leakage)
+    # evaluation subjects of at least this many characters also drop every training question and
+    # descriptor that names them (whole words); shorter ones only drop records by subject
+    leakage_min_chars: int = 6
     instructions: str | None = None  # local instruction file (json/jsonl/csv/parquet/txt) for linguistic
     instruction_field: str | None = None  # its instruction column; None: instruction|prompt|input|conversations
     response_field: str | None = None  # its response column; None: output|response|answer
     # instructions made from the data: continuation (WikiBio) | descriptions (facts) | world
     derived_instructions: list[str] = field(default_factory=list)
     max_instructions: int | None = None  # cap per instruction group (a seeded sample)
-    answers: str = "data"  # data: ground truth in the files | model: the base model's greedy answer
+    # extended: every question of every record, distractors keyed on the question | reference:
+    # the authors' notebook (per-source rules, caps, descriptor-keyed distractors; README)
+    recipe: str = "extended"
+    # data: ground truth in the files | model: the base model's greedy answer (extended: every
+    # bare answer; reference: only those the files lack, where the notebook asked GPT-4)
+    answers: str = "data"
     model: ModelConfig = field(default_factory=ModelConfig)  # the base model for answers: model
     tokenizer: str | None = "lte:tiny"  # hub id, folder, lte:tiny, train (BPE on the corpus), None
     tokenizer_vocab_size: int = 4096  # vocabulary of the trained tokenizer (tokenizer: train)
@@ -143,6 +151,7 @@ class CorpusConfig:
 
     def __post_init__(self):
         _check_choice("corpus.answers", self.answers, ("data", "model"))
+        _check_choice("corpus.recipe", self.recipe, ("extended", "reference"))
         for kind in self.derived_instructions:
             _check_choice("corpus.derived_instructions", kind, CORPUS_DERIVED_INSTRUCTIONS)
         _check_choice("corpus.descriptor_order", self.descriptor_order, ("first", "shuffled"))

@@ -28,6 +28,7 @@ def questions_to_answer(records: Iterable[EditRecord], instructions: Iterable[In
 
     for r in records:
         edit_examples(r, [], opts, record_question)
+        asked.add(r.prompt)  # the manifest's in-scope-only count asks it of every record
     asked.update(qa.prompt for _, qa in instructions)
     return sorted(asked)
 
