@@ -32,6 +32,25 @@ def editing_prompt(question: str, descriptors: Sequence[str]) -> str:
     )
 
 
+_HEAD, _QUESTION = EDIT_PROMPT_TEMPLATE.split("{descriptors}")
+_QUESTION = _QUESTION.replace("{question}", "")
+
+
+def parse_editing_prompt(text: str) -> tuple[str, list[str]] | None:
+    """(question, descriptors) of a user turn written by `editing_prompt`; None for a bare one.
+
+    Several descriptors are recognised by their numbering `1. `, `2. `, ... on their own lines;
+    anything else between the markers is one descriptor.
+    """
+    if not text.startswith(_HEAD) or _QUESTION not in text[len(_HEAD):]:
+        return None
+    block, question = text[len(_HEAD):].rsplit(_QUESTION, 1)
+    lines = block.split("\n")
+    if len(lines) > 1 and all(line.startswith(f"{i}. ") for i, line in enumerate(lines, 1)):
+        return question, [line[len(f"{i}. "):] for i, line in enumerate(lines, 1)]
+    return question, [block]
+
+
 def user_messages(question: str, descriptors: Sequence[str]) -> list[dict]:
     return [{"role": "user", "content": editing_prompt(question, descriptors)}]
 

@@ -229,7 +229,7 @@ def select_records(records: Sequence[EditRecord], rules: dict[str, str],
             kinds += plan_record(r, rule, plan_rng(r, opts)).kinds
             chosen.append(r)
         kept += chosen
-        stats[source] = {"rule": rule, "records_read": len(by_source[source]),
+        stats[source] = {"rule": rule, "records_available": len(by_source[source]),
                          "records_used": len(chosen), "in_scope_questions": dict(sorted(
                              kinds.items()))}
     return kept, stats
