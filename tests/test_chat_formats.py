@@ -115,3 +115,25 @@ def test_chat_format_is_checked_in_the_config():
         load_config(ModelConfig, None, ["chat_format=llama2"])
     assert load_config(ModelConfig, None, ["chat_format=qwen", "trust_remote_code=true"]
                        ).trust_remote_code is True
+
+
+def test_presets_name_their_chat_format():
+    from pathlib import Path
+
+    from lte.config import AlignConfig, CorpusConfig, ServeConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    expected = {"llama2-7b-chat": ("llama-2", False), "qwen-7b-chat": ("qwen", True),
+                "llama3.1-8b-instruct": ("tokenizer", False),
+                "qwen2.5-7b-instruct": ("tokenizer", False)}
+    corpus_of = {"llama2-7b-chat": "paper"}
+    for preset, (fmt, remote) in expected.items():
+        align = load_config(AlignConfig, configs / f"align/{preset}.yaml")
+        corpus = load_config(CorpusConfig, configs / f"corpus/{corpus_of.get(preset, preset)}.yaml")
+        serve = load_config(ServeConfig, configs / f"serve/{preset}.yaml")
+        assert (align.model.chat_format, align.model.trust_remote_code) == (fmt, remote)
+        assert (corpus.model.chat_format, corpus.model.trust_remote_code) == (fmt, remote)
+        assert corpus.tokenizer == align.model.name_or_path == corpus.model.name_or_path
+        # the aligned checkpoint's saved tokenizer carries the format it was trained with
+        assert serve.model.chat_format == "tokenizer"
+        assert serve.model.trust_remote_code == remote
