@@ -117,8 +117,8 @@ class CorpusConfig:
     synth_edits: int = 0  # > 0: also synthesise a world of this many edits into the output
     synth_seed: int = 0  # seed of the synthesised world
     evaluation: list[str] = field(default_factory=list)  # files whose subjects are dropped (leakage)
-    # evaluation subjects of at least this many characters also drop every training question and
-    # descriptor that names them (whole words); shorter ones only drop records by subject
+    # evaluation subjects of at least this many characters also drop every training question
+    # that names them (whole words, lte.corpus.leakage); shorter ones only drop records by subject
     leakage_min_chars: int = 6
     instructions: str | None = None  # local instruction file (json/jsonl/csv/parquet/txt) for linguistic
     instruction_field: str | None = None  # its instruction column; None: instruction|prompt|input|conversations

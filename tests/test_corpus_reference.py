@@ -175,3 +175,5 @@ def test_text_leakage_drops_questions_naming_an_evaluation_subject():
     named = EditRecord("2", "Ann", "Ann composed with Mark Isham for", "Pixar", source="cf")
     assert filter_record(named, matcher, leak) is None
     assert leak.to_dict()["records"] == {"cf": 1}
+    answer = EditRecord("3", "Bo", "Bo was born in", "Mark Isham", source="cf")  # an answer only
+    assert filter_record(answer, matcher, leak) == answer

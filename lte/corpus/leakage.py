@@ -3,9 +3,9 @@
 Dropping records whose *subject* is evaluated is not enough: a training record's locality or
 portability questions, or its own question, can name another subject that an evaluation file
 edits ("The official religion of Mark Isham is" while Mark Isham is edited in counterfact-edit).
-Every question and descriptor is checked for an evaluation subject as whole words; the question
-is dropped (so neither its with-edit example nor its bare twin is built), a record whose own
-question or descriptor names one is dropped whole, and the manifest counts both.
+Every question is checked for an evaluation subject as whole words; the question is dropped (so
+neither its with-edit example nor its bare twin is built), a record whose own question (the
+question part of its descriptor) names one is dropped whole, and the manifest counts both.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def filter_record(record: EditRecord, matcher: SubjectMatcher,
                   leak: TextLeakage) -> EditRecord | None:
     """The record without the questions that name an evaluation subject; None when its own
     question or descriptor names one."""
-    if matcher.find(record.descriptor):
+    # The descriptor's question part: a name given as an answer ("... was born in London") is
+    # not a fact about that subject, and checking answers would drop a fifth of CounterFact.
+    if matcher.find(record.prompt):
         leak.records[record.source] += 1
         return None
 
