@@ -199,7 +199,7 @@ class LTEEditor:
         """Greedy continuations (without the prompt, cut at end-of-sequence), batched."""
         import torch
 
-        eos = self.tokenizer.eos_token_id
+        stops = prompts.stop_token_ids(self.tokenizer)
         out: list[list[int] | None] = [None] * len(prompt_ids)
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         for chunk in _chunks(order, self.batch_size):
@@ -208,13 +208,14 @@ class LTEEditor:
                 seqs = self.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                     min_new_tokens=min_new_tokens, do_sample=False, num_beams=1,
-                    pad_token_id=self.pad_id, eos_token_id=eos,
+                    pad_token_id=self.pad_id, eos_token_id=stops,
                     temperature=None, top_p=None, top_k=None,
                 )
             for row, i in enumerate(chunk):
                 new = seqs[row, ids.shape[1]:].tolist()
-                if eos is not None and eos in new:
-                    new = new[:new.index(eos)]
+                ends = [new.index(t) for t in stops if t in new]
+                if ends:
+                    new = new[:min(ends)]
                 out[i] = new
         return out  # type: ignore[return-value]
 

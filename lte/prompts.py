@@ -47,46 +47,120 @@ def editing_prompt(question: str, descriptors: Sequence[str], variant: str = "tr
     )
 
 
+_HEAD, _QUESTION = EDIT_PROMPT_TEMPLATE.split("{descriptors}")
+_QUESTION = _QUESTION.replace("{question}", "")
+
+
+def parse_editing_prompt(text: str) -> tuple[str, list[str]] | None:
+    """(question, descriptors) of a user turn written by `editing_prompt`; None for a bare one.
+
+    Several descriptors are recognised by their numbering `1. `, `2. `, ... on their own lines;
+    anything else between the markers is one descriptor.
+    """
+    if not text.startswith(_HEAD) or _QUESTION not in text[len(_HEAD):]:
+        return None
+    block, question = text[len(_HEAD):].rsplit(_QUESTION, 1)
+    lines = block.split("\n")
+    if len(lines) > 1 and all(line.startswith(f"{i}. ") for i, line in enumerate(lines, 1)):
+        return question, [line[len(f"{i}. "):] for i, line in enumerate(lines, 1)]
+    return question, [block]
+
+
 def user_messages(question: str, descriptors: Sequence[str],
                   variant: str = "training") -> list[dict]:
     return [{"role": "user", "content": editing_prompt(question, descriptors, variant)}]
 
 
+# Passed to every chat template: Qwen3's template then writes its empty thinking block (thinking
+# off); templates that do not know the variable ignore it.
+TEMPLATE_KWARGS = {"enable_thinking": False}
+
+
+def _render(tokenizer, messages: Sequence[dict], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                         add_generation_prompt=generation_prompt,
+                                         **TEMPLATE_KWARGS)
+
+
 def chat_prefix(tokenizer, question: str, descriptors: Sequence[str],
                 variant: str = "training") -> str:
     """The chat-templated text up to where the assistant's answer starts."""
-    return tokenizer.apply_chat_template(
-        user_messages(question, descriptors, variant), tokenize=False, add_generation_prompt=True
-    )
+    return _render(tokenizer, user_messages(question, descriptors, variant), True)
 
 
 def _ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def tokenize_chat(tokenizer, messages: Sequence[dict]) -> tuple[list[int], list[int]]:
-    """Token ids of a user/assistant exchange and labels that count only the assistant answer.
+def special_ids(tokenizer) -> set[int]:
+    """Ids of every special token, registered the HF way or (Qwen v1's remote code) its own."""
+    ids = set(tokenizer.all_special_ids)
+    for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items():
+        if getattr(token, "special", False):
+            ids.add(int(i))
+    own = getattr(tokenizer, "special_tokens", None)
+    if isinstance(own, dict):
+        ids.update(v for v in own.values() if isinstance(v, int))
+    return ids
 
-    The prompt part is the chat template with the generation prompt; the answer is appended with
-    the end-of-sequence token, so the model learns where to stop.
+
+def _answer_span(tokenizer, rest: list[int]) -> tuple[list[int], int]:
+    """(ids after the prompt, how many of them are learned): the answer up to and including
+    the first special token after it, the end of the turn. A template that closes no turn gets
+    EOS appended, so the model still learns where to stop."""
+    specials = special_ids(tokenizer)
+    for i, t in enumerate(rest):
+        if t in specials:
+            return rest, i + 1
+    if tokenizer.eos_token_id is None:
+        return rest, len(rest)
+    return [*rest, tokenizer.eos_token_id], len(rest) + 1
+
+
+def tokenize_chat(tokenizer, messages: Sequence[dict]) -> tuple[list[int], list[int]]:
+    """Token ids of a user/assistant exchange and labels that count only the assistant answer
+    and its end-of-turn token.
+
+    The text is the chat template's rendering of the whole exchange, tokenized as one string
+    (SentencePiece tokenizers join a prompt and an answer differently from two strings); the
+    prompt is where the template with the generation prompt ends. Whatever the template writes
+    after the end-of-turn token (ChatML's newline) is in the ids but not learned.
     """
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("messages must end with an assistant turn")
-    prompt_text = tokenizer.apply_chat_template(
-        list(messages[:-1]), tokenize=False, add_generation_prompt=True
-    )
+    prompt_text = _render(tokenizer, messages[:-1], True)
+    full_text = _render(tokenizer, messages, False)
+    if not full_text.startswith(prompt_text):
+        raise ValueError("the chat template renders the prompt differently with and without "
+                         "the answer; lte needs a template whose prompt is a prefix")
     prompt_ids = _ids(tokenizer, prompt_text)
-    answer_ids = _ids(tokenizer, messages[-1]["content"])
-    if tokenizer.eos_token_id is not None:
-        answer_ids.append(tokenizer.eos_token_id)
-    return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    full_ids = _ids(tokenizer, full_text)
+    if full_ids[:len(prompt_ids)] == prompt_ids:
+        rest = full_ids[len(prompt_ids):]
+    else:  # the answer merged into the prompt's last token: tokenize the two apart
+        rest = _ids(tokenizer, full_text[len(prompt_text):])
+    rest, learned = _answer_span(tokenizer, rest)
+    labels = [IGNORE_INDEX] * len(prompt_ids) + rest[:learned] + [IGNORE_INDEX] * (
+        len(rest) - learned)
+    return prompt_ids + rest, labels
 
 
 def prompt_and_target_ids(tokenizer, question: str, descriptors: Sequence[str],
                           target: str, variant: str = "training") -> tuple[list[int], list[int]]:
-    """(prompt ids, target ids) for teacher-forced scoring, tokenized exactly as in training."""
-    prompt_ids = _ids(tokenizer, chat_prefix(tokenizer, question, descriptors, variant))
-    return prompt_ids, _ids(tokenizer, target)
+    """(prompt ids, target ids) for teacher-forced scoring, tokenized exactly as in training:
+    the target is the learned span without its end-of-turn token and without the whitespace
+    a template puts before it (FastChat's `{answer} </s>`)."""
+    if not target:
+        return _ids(tokenizer, chat_prefix(tokenizer, question, descriptors, variant)), []
+    messages = [*user_messages(question, descriptors, variant),
+                {"role": "assistant", "content": target}]
+    ids, labels = tokenize_chat(tokenizer, messages)
+    start = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    end = max(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)  # the end of turn
+    answer = ids[start:end]
+    while answer and not tokenizer.decode(answer[-1:]).strip():
+        answer = answer[:-1]
+    return ids[:start], answer
 
 
 def raw_prompt_and_target_ids(tokenizer, question: str, descriptors: Sequence[str],
@@ -127,3 +201,14 @@ class PromptFormat:
 
 CHAT = PromptFormat()
 RAW = PromptFormat(template="raw")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS and the template's end-of-turn token (Llama-3 `<|eot_id|>`, ChatML `<|im_end|>`):
+    generation stops at either."""
+    ids, labels = tokenize_chat(tokenizer, [{"role": "user", "content": "q"},
+                                            {"role": "assistant", "content": "a"}])
+    stops = [ids[max(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)]]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
+        stops.append(tokenizer.eos_token_id)
+    return stops

@@ -109,11 +109,26 @@ def test_in_scope_answers_and_question_mix():
     assert abs(asked["rewrite"] / 1000 - 0.3) < 0.05
 
 
-def test_edit_without_original_answer_is_in_scope_only():
+def test_edit_without_original_answer_keeps_its_out_of_scope_side():
+    # WikiData_recent / WikiBio: no ground truth, but locality questions with answers
     record = make_record(7, ground_truth=False)
     assert in_scope_only(record)
     examples = edit_examples(record, distractors_of(7, 20), options())
-    assert examples and all(ex.capability == IN_SCOPE and ex.with_edit for ex in examples)
+    inside = [ex for ex in examples if ex.capability == IN_SCOPE]
+    outside = [ex for ex in examples if ex.capability == OUT_OF_SCOPE]
+    assert inside and all(ex.with_edit for ex in inside)  # no original answer: no bare twin
+    assert sorted(ex.with_edit for ex in outside) == [False, True]
+    assert {ex.messages[-1]["content"] for ex in outside} == {"Job7"}
+
+
+def test_model_answers_give_every_question_a_bare_twin():
+    record = make_record(3, ground_truth=False)
+    examples = edit_examples(record, distractors_of(3, 20), options(),
+                             lambda _r, q: f"model says {len(q)}")
+    edits = {ex.id for ex in examples if ex.with_edit}
+    bares = {ex.id for ex in examples if not ex.with_edit}
+    assert {e.replace("/edit", "/bare") for e in edits} == bares
+    assert any("/in/Reasoning" in b for b in bares)
 
 
 def test_true_edit_first_or_shuffled():

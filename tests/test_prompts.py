@@ -56,14 +56,6 @@ def test_no_descriptor_gives_the_bare_question():
         {"role": "user", "content": editing_prompt(QUESTION, [EDIT])}]
 
 
-LLAMA2_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}{{ bos_token }}[INST] {{ m['content'] }} [/INST]"
-    "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}"
-    "{% endfor %}"
-)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     from lte.modeling.tiny import train_tokenizer
@@ -72,15 +64,16 @@ def tokenizer():
     return train_tokenizer(texts, vocab_size=400)
 
 
-@pytest.fixture(params=["tiny", "llama2"])
+@pytest.fixture(params=["tiny", "llama-2"])
 def chat_tokenizer(request, tokenizer):
-    """The tiny model's own template, and a Llama-2 `[INST]` one on the same vocabulary."""
+    """The tiny model's own template, and the reference's Llama-2 format on the same vocabulary."""
     tok = tokenizer
-    if request.param == "llama2":
+    if request.param == "llama-2":
         import copy
 
-        tok = copy.deepcopy(tokenizer)
-        tok.chat_template = LLAMA2_TEMPLATE
+        from lte.chat_formats import apply_chat_format
+
+        tok = apply_chat_format(copy.deepcopy(tokenizer), "llama-2")
     return tok
 
 
@@ -96,10 +89,10 @@ def test_tokenize_chat_labels_cover_exactly_the_answer_and_eos(chat_tokenizer, d
     input_ids, labels = tokenize_chat(tok, messages)
 
     prefix_ids = _ids(tok, chat_prefix(tok, QUESTION, descs))
-    answer_ids = _ids(tok, answer) + [tok.eos_token_id]
-    assert input_ids == prefix_ids + answer_ids
-    assert labels == [IGNORE_INDEX] * len(prefix_ids) + answer_ids
+    assert input_ids[:len(prefix_ids)] == prefix_ids
+    assert labels[:len(prefix_ids)] == [IGNORE_INDEX] * len(prefix_ids)
     counted = [t for t in labels if t != IGNORE_INDEX]
+    assert counted == input_ids[len(prefix_ids):]
     assert counted[-1] == tok.eos_token_id
     assert tok.decode(counted, skip_special_tokens=True).strip() == answer
     # The prompt part holds the whole editing prompt, descriptors included.
@@ -109,9 +102,11 @@ def test_tokenize_chat_labels_cover_exactly_the_answer_and_eos(chat_tokenizer, d
 def test_prompt_and_target_ids_match_training_tokenization(chat_tokenizer):
     tok = chat_tokenizer
     messages = [*user_messages(QUESTION, [EDIT]), {"role": "assistant", "content": "Tapan Works"}]
-    input_ids, _ = tokenize_chat(tok, messages)
+    input_ids, labels = tokenize_chat(tok, messages)
     prompt_ids, target_ids = prompt_and_target_ids(tok, QUESTION, [EDIT], "Tapan Works")
-    assert prompt_ids + target_ids + [tok.eos_token_id] == input_ids
+    assert input_ids[:len(prompt_ids) + len(target_ids)] == prompt_ids + target_ids
+    assert tok.decode(target_ids).strip() == "Tapan Works"
+    assert labels[len(prompt_ids)] == target_ids[0]
 
 
 def test_chat_prefix_ends_where_the_answer_starts(tokenizer):

@@ -111,16 +111,10 @@ def _tokenizer_name(cfg: AlignConfig) -> str:
 
 
 def _load_tokenizer(cfg: AlignConfig):
-    from lte.modeling.load import load_tokenizer, resolve_model_path
+    from lte.modeling.load import load_tokenizer
 
-    name = _tokenizer_name(cfg)
-    if not cfg.trust_remote_code:
-        return load_tokenizer(name)
-    from transformers import AutoTokenizer  # Qwen v1 ships its tokenizer as remote code
-
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=True)
-    tok.pad_token = tok.pad_token or tok.eos_token
-    return tok
+    return load_tokenizer(_tokenizer_name(cfg), cfg.model.chat_format,
+                          cfg.model.trust_remote_code)
 
 
 def _build_model(cfg: AlignConfig, tokenizer):
@@ -138,7 +132,7 @@ def _build_model(cfg: AlignConfig, tokenizer):
     set_seed(cfg.seed)
     try:
         if cfg.init == "scratch":
-            config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
             overrides = {"vocab_size": len(tokenizer), **cfg.architecture}
             resized = {"hidden_size", "num_attention_heads"} & set(cfg.architecture)
             if getattr(config, "head_dim", None) and resized and "head_dim" not in overrides:
@@ -152,10 +146,10 @@ def _build_model(cfg: AlignConfig, tokenizer):
                                     field=f"architecture.{key}")
                 setattr(config, key, value)
             model = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                     trust_remote_code=cfg.trust_remote_code)
+                                                     trust_remote_code=cfg.model.trust_remote_code)
         else:
             model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+                path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
     except OSError as e:
         raise UserError(f"cannot load model '{cfg.model.name_or_path}' "
                         f"({str(e).splitlines()[0]})", field="model.name_or_path") from None
@@ -218,7 +212,7 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
 def _collator_and_sampler(cfg: AlignConfig, model, tokenizer, examples: list[dict], use_cpu: bool):
     """packing / group_by_length: how micro batches are cut and in which order they come."""
     if cfg.packing == "padding_free":
-        check_packing_support(model.config, cfg.trust_remote_code)
+        check_packing_support(model.config, cfg.model.trust_remote_code)
         flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
         return PackedCollator(flash_attn_kwargs=flash), None
     collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=None if use_cpu else 8)

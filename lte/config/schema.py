@@ -99,6 +99,11 @@ class ModelConfig(Schema):
     """auto | cpu | cuda"""
     max_new_tokens: int = 16
     """generation length for answers"""
+    chat_format: str = "tokenizer"
+    """chat format (lte.chat_formats): tokenizer (its own template) | llama-2 (FastChat's, as the
+    reference trains LLaMA-2-Chat) | qwen (ChatML with the reference's system turn)"""
+    trust_remote_code: bool = False
+    """Qwen-7B-Chat (v1) ships its tokenizer and model as code; every stage loads it this way"""
 
     def check(self, p: Problems) -> None:
         p.choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
@@ -127,6 +132,9 @@ class CorpusConfig(Schema):
     """seed of the synthesised world"""
     evaluation: list[str] = field(default_factory=list)
     """files whose subjects are dropped (leakage)"""
+    leakage_min_chars: int = 6
+    """evaluation subjects of at least this many characters also drop every training question
+    that names them (whole words, lte.corpus.leakage); shorter ones only drop records by subject"""
     instructions: str | None = None
     """local instruction file (json/jsonl/csv/parquet/txt) for linguistic"""
     instruction_field: str | None = None
@@ -137,8 +145,12 @@ class CorpusConfig(Schema):
     """instructions made from the data: continuation (WikiBio) | descriptions (facts) | world"""
     max_instructions: int | None = None
     """cap per instruction group (a seeded sample)"""
+    recipe: str = "extended"
+    """extended: every question of every record, distractors keyed on the question | reference:
+    the authors' notebook (per-source rules, caps, descriptor-keyed distractors; README)"""
     answers: str = "data"
-    """data: ground truth in the files | model: the base model's greedy answer"""
+    """data: ground truth in the files | model: the base model's greedy answer (extended: every
+    bare answer; reference: only those the files lack, where the notebook asked GPT-4)"""
     model: ModelConfig = field(default_factory=ModelConfig)
     """the base model for answers: model"""
     tokenizer: str | None = "lte:tiny"
@@ -174,6 +186,8 @@ class CorpusConfig(Schema):
 
     def check(self, p: Problems) -> None:
         p.choice("corpus.answers", self.answers, ("data", "model"))
+        p.choice("corpus.recipe", self.recipe, ("extended", "reference"))
+        p.positive("corpus.leakage_min_chars", self.leakage_min_chars)
         for kind in self.derived_instructions:
             p.choice("corpus.derived_instructions", kind, CORPUS_DERIVED_INSTRUCTIONS)
         p.choice("corpus.descriptor_order", self.descriptor_order, ("first", "shuffled"))
@@ -432,8 +446,6 @@ class AlignConfig(Schema):
     """model config overrides (init: scratch)"""
     tokenizer: str | None = None
     """tokenizer the corpus was tokenized with; None: the model's"""
-    trust_remote_code: bool = False
-    """Qwen-7B-Chat (v1) ships its modelling code with the weights"""
     deepspeed: str | None = None
     """DeepSpeed JSON (configs/deepspeed/); None: Trainer without it"""
     out: str = "align-out"

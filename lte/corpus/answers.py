@@ -28,6 +28,7 @@ def questions_to_answer(records: Iterable[EditRecord], instructions: Iterable[In
 
     for r in records:
         edit_examples(r, [], opts, record_question)
+        asked.add(r.prompt)  # the manifest's in-scope-only count asks it of every record
     asked.update(qa.prompt for _, qa in instructions)
     return sorted(asked)
 
@@ -49,8 +50,9 @@ class AnswerGenerator:
         self.tokenizer.padding_side = "left"
 
     def answer(self, questions: Sequence[str]) -> list[str]:
-        from lte.prompts import chat_prefix
+        from lte.prompts import chat_prefix, stop_token_ids
 
+        self.stops = stop_token_ids(self.tokenizer)
         out: list[str] = []
         for start in range(0, len(questions), self.batch_size):
             chunk = questions[start:start + self.batch_size]
@@ -58,7 +60,8 @@ class AnswerGenerator:
             enc = self.tokenizer(texts, return_tensors="pt", padding=True,
                                  add_special_tokens=False).to(self.model.device)
             gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      eos_token_id=self.stops)
             new = gen[:, enc["input_ids"].shape[1]:]
             out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         return out

@@ -28,10 +28,17 @@ from lte.corpus.construct import (
     linguistic_examples,
 )
 from lte.corpus.distractors import distractors_by_descriptor, record_key, retrieve_distractors
+from lte.corpus.reference_recipe import (
+    ABSENT_SOURCES,
+    questions_without_answers,
+    reference_distractors,
+    reference_examples,
+    rule_of,
+    select_records,
+)
 from lte.corpus.shards import Tokenize, examples_table, write_shards
 from lte.corpus.sources import Inputs, load_inputs
 from lte.data.record import QA, EditRecord
-from lte.errors import UserError
 from lte.layout import MANIFEST, SHARD_GLOB, TOKENIZER_DIR, shard_name
 
 WORLD_FILE = "world.json"
@@ -43,11 +50,14 @@ def construct_options(cfg: CorpusConfig) -> ConstructOptions:
     return ConstructOptions.from_config(cfg)
 
 
-def work_items(inputs: Inputs, distractors: dict[str, list[str]]) -> list[dict]:
-    """One row per edit record and per instruction: what a construction task needs, as JSON."""
+def work_items(inputs: Inputs, distractors: dict[str, list[str]],
+               records: list[EditRecord] | None = None) -> list[dict]:
+    """One row per edit record (default: all of `inputs`) and per instruction: what a
+    construction task needs, as JSON."""
+    records = inputs.records if records is None else records
     items = [{"key": record_key(r), "kind": "edit", "payload": json.dumps(r.to_dict()),
               "distractors": json.dumps(distractors.get(record_key(r), []))}
-             for r in inputs.records]
+             for r in records]
     for source, instructions in inputs.instructions:
         for key, qa in instructions:
             items.append({"key": f"{source}:{key}", "kind": "instruction",
@@ -61,9 +71,11 @@ class Construct:
     """Work rows -> example rows; a pure function of its arguments (a Ray Data map stage)."""
 
     def __init__(self, opts: ConstructOptions, unrelated: list[str],
-                 distractors_of: dict[str, list[str]], answers: dict[str, str] | None = None):
+                 distractors_of: dict[str, list[str]], answers: dict[str, str] | None = None,
+                 rules: dict[str, str] | None = None):
         self.opts, self.unrelated, self.distractors_of = opts, unrelated, distractors_of
         self.answers = answers
+        self.rules = rules  # recipe reference: source -> the notebook's rule; None: extended
 
     def original_answer(self, record: EditRecord, question: str) -> str | None:
         if self.answers is None:
@@ -76,8 +88,13 @@ class Construct:
             payload = json.loads(row["payload"])
             if row["kind"] == "edit":
                 record = EditRecord.from_dict(payload)
-                examples += edit_examples(record, json.loads(row["distractors"]), self.opts,
-                                          self.original_answer)
+                if self.rules is not None:
+                    examples += reference_examples(record, self.rules[record.source],
+                                                   json.loads(row["distractors"]), self.opts,
+                                                   self.original_answer)
+                else:
+                    examples += edit_examples(record, json.loads(row["distractors"]),
+                                              self.opts, self.original_answer)
             else:
                 answer = (payload["answers"][0] if self.answers is None
                           else self.answers.get(payload["prompt"]))
@@ -237,11 +254,9 @@ def resolve_tokenizer(cfg: CorpusConfig, inputs: Inputs, work_dir: Path):
         return tok
     from lte.modeling.load import load_tokenizer
 
-    tok = load_tokenizer(cfg.tokenizer)
-    if not tok.chat_template:
-        raise UserError(f"tokenizer '{cfg.tokenizer}' has no chat template; name a chat model "
-                        f"or use `train`", field="corpus.tokenizer")
-    return tok
+    # The base model's chat format and remote-code setting (corpus.model) apply to the tokenizer
+    # the corpus is tokenized with: the same family.
+    return load_tokenizer(cfg.tokenizer, cfg.model.chat_format, cfg.model.trust_remote_code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,22 +299,37 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path | None = None,
 
     from lte.embedding import make_embedder
 
-    distractors = retrieve_distractors(inputs.records, make_embedder(cfg.retriever).encode,
-                                       cfg.distractor_candidates)
+    opts = construct_options(cfg)
+    encode = make_embedder(cfg.retriever).encode
+    rules = reference = None
+    records = inputs.records
+    if cfg.recipe == "reference":
+        rules = {name: rule_of(name, fmt) for name, fmt in sorted(inputs.formats.items())}
+        distractors = reference_distractors(inputs.records, encode)
+        records, selected = select_records(inputs.records, rules, opts)
+        reference = {"rules": selected, "distractors": "keyed on the descriptor, one pool per "
+                     "source, one draw per record for all its questions, the true fact alone "
+                     "when too few candidates", "bare_answers_the_files_lack":
+                     "base model (the notebook: GPT-4)" if cfg.answers == "model"
+                     else "none: no bare twin", "absent_reference_sources": ABSENT_SOURCES}
+    else:
+        distractors = retrieve_distractors(inputs.records, encode, cfg.distractor_candidates)
     t = _stage("distractors retrieved", t)
     tokenizer = resolve_tokenizer(cfg, inputs, work)
-    opts = construct_options(cfg)
-    items = work_items(inputs, distractors)
+    items = work_items(inputs, distractors, records)
 
     runner = ENGINES[engine](cfg)
     try:
         answers = None
         if cfg.answers == "model":
-            answers = runner.answers(questions_to_answer(
-                inputs.records, [qa for _, group in inputs.instructions for qa in group], opts))
+            instructions = [qa for _, group in inputs.instructions for qa in group]
+            questions = (questions_to_answer(records, instructions, opts) if rules is None else
+                         sorted({*questions_without_answers(records, rules, opts),
+                                 *(qa.prompt for qa in instructions)}))
+            answers = runner.answers(questions)
             t = _stage(f"{len(answers)} original answers generated", t)
-        construct = Construct(opts, sorted({r.descriptor for r in inputs.records}),
-                              distractors_by_descriptor(inputs.records, distractors), answers)
+        construct = Construct(opts, sorted({r.descriptor for r in records}),
+                              distractors_by_descriptor(records, distractors), answers, rules)
         stats = write_shards(runner.examples(items, construct, tokenizer), work, cfg.shards,
                              cfg.row_group_size)
     finally:
@@ -313,13 +343,17 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path | None = None,
         **stats.to_dict(),
         "records": {
             "read": dict(sorted(inputs.read.items())),
-            "used": dict(sorted(_count_sources(inputs.records).items())),
+            "used": dict(sorted(_count_sources(records).items())),
             "empty_target_skipped": inputs.empty_targets,
             "duplicates_dropped": inputs.duplicates,
             "dropped_for_leakage": dict(sorted(inputs.leakage.items())),
             "dropped_for_leakage_total": inputs.leakage_total,
-            "in_scope_only": sum(1 for r in inputs.records if in_scope_only(r, original)),
+            # questions (and records) naming an evaluation subject, by source and capability
+            "dropped_for_leakage_by_text": inputs.text_leakage.to_dict(),
+            "in_scope_only": sum(1 for r in records if in_scope_only(r, original)),
         },
+        "recipe": cfg.recipe,
+        **({"reference": reference} if reference else {}),
         "instructions": {name: len(group) for name, group in inputs.instructions},
         "answers": cfg.answers,
         "tokenizer": cfg.tokenizer,

@@ -112,30 +112,35 @@ def data_original_answer(record: EditRecord, question: str) -> str | None:
 
 def in_scope_only(record: EditRecord,
                   original_answer: OriginalAnswer = data_original_answer) -> bool:
-    """An edit with no original answer for its own question: in-scope with-edit examples only."""
+    """An edit with no original answer for its own question: its in-scope examples have no bare
+    twin (its locality questions still give out-of-scope examples; the manifest counts these)."""
     return original_answer(record, record.prompt) is None
 
 
 def edit_examples(record: EditRecord, distractors: Sequence[str], opts: ConstructOptions,
                   original_answer: OriginalAnswer = data_original_answer) -> list[Example]:
-    """In-scope and out-of-scope examples (with bare twins) for one edit record."""
+    """In-scope and out-of-scope examples for one edit record (the `extended` recipe).
+
+    Every question is asked with the edit; its bare twin exists wherever an original answer
+    does (each question on its own: a record without a ground truth still has its locality
+    answers, and model answers give portability questions a twin too).
+    """
     rng = record_rng(opts.seed, record.case_id)
     edit = record.descriptor
     out: list[Example] = []
     base = f"{record.source}:{record.case_id}"
 
-    has_original = not in_scope_only(record, original_answer)
     use_rewrite = not record.rephrase_prompts or rng.random() < opts.rewrite_share
     question = record.prompt if use_rewrite else rng.choice(record.rephrase_prompts)
     out += _pair(f"{base}/in/q", record.source, IN_SCOPE, question,
                  descriptors_for(edit, distractors, rng, opts), record.target_new,
-                 original_answer(record, question) if has_original else None)
+                 original_answer(record, question))
     for kind in sorted(record.portability):
         for j, qa in enumerate(record.portability[kind]):
             out += _pair(f"{base}/in/{kind}{j}", record.source, IN_SCOPE, qa.prompt,
                          descriptors_for(edit, distractors, rng, opts), qa.answer,
-                         original_answer(record, qa.prompt) if has_original else None)
-    if opts.out_of_scope and has_original:  # no original answer anywhere: in-scope only
+                         original_answer(record, qa.prompt))
+    if opts.out_of_scope:
         for kind in sorted(record.locality):
             for j, qa in enumerate(record.locality[kind]):
                 answer = original_answer(record, qa.prompt)

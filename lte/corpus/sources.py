@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lte.config import CorpusConfig, CorpusSource
+from lte.corpus.leakage import SubjectMatcher, TextLeakage, filter_instructions, filter_records
 from lte.data.record import QA, EditRecord
 from lte.errors import UserError
 
@@ -51,6 +52,7 @@ class Inputs:
     duplicates: int = 0  # records repeating (subject, prompt, target_new) of an earlier one
     leakage: dict[str, int] = field(default_factory=dict)  # evaluation file -> records dropped
     leakage_total: int = 0  # records dropped for leakage (a record may match several files)
+    text_leakage: TextLeakage = field(default_factory=TextLeakage)  # dropped by question text
 
 
 def _check_file(path: str, what: str) -> None:
@@ -275,6 +277,9 @@ def load_inputs(cfg: CorpusConfig, world_path: str | None = None) -> Inputs:
         hashes[path] = file_sha256(path)
     records, leakage, leakage_total = drop_leakage(records, eval_subjects)
     records, duplicates = dedupe_records(records)
+    matcher = SubjectMatcher(set().union(*eval_subjects.values()), cfg.leakage_min_chars)
+    text_leakage = TextLeakage()
+    records = filter_records(records, matcher, text_leakage)
 
     groups = derived_instructions(cfg, records, formats)
     if cfg.instructions:
@@ -282,7 +287,8 @@ def load_inputs(cfg: CorpusConfig, world_path: str | None = None) -> Inputs:
                        file_instructions(cfg.instructions, cfg.instruction_field,
                                          cfg.response_field)))
         hashes[cfg.instructions] = file_sha256(cfg.instructions)
-    groups = cap_instructions(groups, cfg.max_instructions, cfg.seed)
+    groups = cap_instructions(filter_instructions(groups, matcher, text_leakage),
+                              cfg.max_instructions, cfg.seed)
     return Inputs(records=records, formats=formats, instructions=groups, hashes=hashes,
                   read=dict(read), empty_targets=empty, duplicates=duplicates, leakage=leakage,
-                  leakage_total=leakage_total)
+                  leakage_total=leakage_total, text_leakage=text_leakage)

@@ -36,19 +36,34 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_tokenizer(name_or_path: str):
-    """The tokenizer, with a pad token (EOS where the model has none); padding side is the
-    caller's choice (left for batched generation)."""
+# Qwen v1 has neither EOS nor UNK; its own fine-tuning script pads with <|endoftext|>.
+_PAD_FALLBACKS = ("<|endoftext|>",)
+
+
+def load_tokenizer(name_or_path: str, chat_format: str | None = None,
+                   trust_remote_code: bool = False):
+    """The tokenizer, with a pad token (EOS where the model has none) and the configured chat
+    format installed (`lte.chat_formats`; None: the tokenizer as saved, template or not); padding
+    side is the caller's choice (left for batched generation)."""
     from transformers import AutoTokenizer
+
+    from lte.chat_formats import apply_chat_format
 
     path = resolve_model_path(name_or_path)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load tokenizer '{name_or_path}' ({str(e).splitlines()[0]})",
                         field="model.name_or_path") from None
     if tok.pad_token is None:
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+        fallback = tok.eos_token if tok.eos_token is not None else tok.unk_token
+        for token in _PAD_FALLBACKS:
+            if fallback is None and len(tok.encode(token, add_special_tokens=False)) == 1:
+                fallback = token
+        if fallback is not None:
+            tok.pad_token = fallback
+    if chat_format is not None:
+        apply_chat_format(tok, chat_format, source=f"tokenizer '{name_or_path}'")
     return tok
 
 
@@ -60,9 +75,10 @@ def load_model_and_tokenizer(cfg: ModelConfig | str):
     if isinstance(cfg, str):
         cfg = ModelConfig(name_or_path=cfg)
     path = resolve_model_path(cfg.name_or_path)
-    tok = load_tokenizer(cfg.name_or_path)
+    tok = load_tokenizer(cfg.name_or_path, cfg.chat_format, cfg.trust_remote_code)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, _DTYPES[cfg.dtype]))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, _DTYPES[cfg.dtype]),
+                                                     trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load model '{cfg.name_or_path}' ({str(e).splitlines()[0]})",
                         field="model.name_or_path") from None
