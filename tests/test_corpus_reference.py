@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from lte.config import CorpusConfig
 from lte.corpus.construct import IN_SCOPE, OUT_OF_SCOPE, ConstructOptions
 from lte.corpus.leakage import SubjectMatcher, TextLeakage, filter_record
 from lte.corpus.reference_recipe import (
@@ -50,7 +51,7 @@ def wikibio(i: int) -> EditRecord:
 
 
 def test_zsre_rule_30_70_with_twins_and_the_example_cap():
-    opts = ConstructOptions()
+    opts = ConstructOptions.from_config(CorpusConfig())
     records = [zsre(i) for i in range(1500)]
     kept, stats = select_records(records, {"zsre": ZSRE}, opts)
     assert len(kept) == ZSRE_MAX_EXAMPLES // 4  # 2 in-scope + 2 out-of-scope examples each
@@ -67,7 +68,7 @@ def test_zsre_rule_30_70_with_twins_and_the_example_cap():
 
 
 def test_counterfact_rule_rewrite_or_portability_sorted_and_balanced():
-    opts = ConstructOptions()
+    opts = ConstructOptions.from_config(CorpusConfig())
     records = [knowedit(i, "cf", kinds=1 + i % 3) for i in range(3000)]
     kept, _ = select_records(records, {"cf": COUNTERFACT}, opts)
     assert [len(r.portability) for r in kept] == sorted((len(r.portability) for r in kept),
@@ -99,7 +100,7 @@ def test_counterfact_rule_rewrite_or_portability_sorted_and_balanced():
 
 
 def test_recent_and_wikibio_keep_their_out_of_scope_side():
-    opts = ConstructOptions()
+    opts = ConstructOptions.from_config(CorpusConfig())
     r = knowedit(1, "recent", kinds=2, with_gt=False)
     ex = reference_examples(r, RECENT, [], opts)
     outs = [e for e in ex if e.capability == OUT_OF_SCOPE]
@@ -115,7 +116,7 @@ def test_recent_and_wikibio_keep_their_out_of_scope_side():
 
 
 def test_one_draw_per_record_reused_and_the_true_fact_alone_when_short():
-    opts = ConstructOptions()
+    opts = ConstructOptions.from_config(CorpusConfig())
     candidates = [f"other fact {k}" for k in range(4)]
     draws = Counter()
     for i in range(400):

@@ -17,9 +17,10 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
-from lte.config import CorpusConfig, config_to_dict, save_config
+from lte.config import CorpusConfig, save_config
 from lte.corpus.construct import CAPABILITIES, Example
 from lte.corpus.shards import Tokenize, examples_table, write_shards
 from lte.errors import UserError
@@ -182,7 +183,7 @@ def import_corpus(paths: list[str], cfg: CorpusConfig, out_dir: str | Path | Non
                      "per_source_capability": _per_source_capability(examples)},
         "tokenizer": cfg.tokenizer,
         "inputs_sha256": {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths},
-        "config": config_to_dict(cfg),
+        "config": asdict(cfg),
     }
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     save_config(cfg, work)
