@@ -356,7 +356,7 @@ def serve_section(work: Path, trials: int, fuzz: int, stalled: int, rng: random.
     import httpx
     from serve_support import ServerProcess, tiny_model_path
 
-    from lte.serve.loadtest import world_records
+    from lte.data.synth import synth_records
 
     token = "chaos-token"
     server = ServerProcess(work / "serve-mem", tiny_model_path(work), token, 2,
@@ -367,7 +367,7 @@ def serve_section(work: Path, trials: int, fuzz: int, stalled: int, rng: random.
     server.start()
     out["start_s"] = round(time.perf_counter() - t0, 1)
     auth = {"Authorization": f"Bearer {token}"}
-    records = world_records(4000, 7)
+    records = synth_records(4000, 7)
     try:
         acked_total = lost = 0
         for _ in range(trials):
