@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_support import write_fake_slurm
 
 from lte.align.checkpoint import newest_checkpoint
 from lte.align.distributed import free_port
@@ -24,12 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 JOB = "7001"
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-
-
 @pytest.fixture
 def two_nodes(tmp_path):
     """srun runs each task once per node in the background (SLURM_NODEID set), as Slurm would
@@ -38,17 +33,7 @@ def two_nodes(tmp_path):
     from lte.modeling.load import load_tokenizer
 
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
-    _write(bin_dir / "srun",
-           '#!/usr/bin/env bash\n'
-           'echo "srun $*" >> "$CALLS"\n'
-           'trap \'kill $(jobs -p) 2>/dev/null\' TERM\n'
-           'while [[ "$1" == --* ]]; do shift; done\n'
-           'for ((n = 0; n < SLURM_NNODES; n++)); do SLURM_NODEID=$n "$@" & done\n'
-           'wait\n')
-    _write(bin_dir / "scontrol",
-           '#!/usr/bin/env bash\n'
-           'echo "scontrol $*" >> "$CALLS"\n'
-           'if [[ "$1 $2" == "show hostnames" ]]; then printf "127.0.0.1\\n127.0.0.1\\n"; fi\n')
+    write_fake_slurm(bin_dir, ("127.0.0.1", "127.0.0.1"))
     model = write_smoke_model(tmp_path / "model", hidden_size=32, layers=2, vocab_size=300)
     corpus = write_smoke_corpus(tmp_path / "corpus", load_tokenizer(str(model)), n=128)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_support import write_fake_slurm, write_script
 
 REPO = Path(__file__).resolve().parents[1]
 # every shell script we ship: launchers, Slurm jobs and the tools run on GPU machines
@@ -28,35 +29,17 @@ def test_scripts_parse_and_are_shellcheck_clean(script):
     assert r.returncode == 0, r.stdout
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-
-
 @pytest.fixture
 def fake_slurm(tmp_path):
     """A repo copy whose launch/align.sh only records; srun/scontrol stubs that log their calls."""
     repo, bin_dir, log = tmp_path / "repo", tmp_path / "bin", tmp_path / "calls.log"
-    _write(repo / "slurm" / "align.sh", (REPO / "slurm" / "align.sh").read_text())
-    _write(repo / "launch" / "align.sh",
+    write_script(repo / "slurm" / "align.sh", (REPO / "slurm" / "align.sh").read_text())
+    write_script(repo / "launch" / "align.sh",
            '#!/usr/bin/env bash\n'
            'echo "launch node=$NODE_RANK nnodes=$NNODES nproc=${NPROC:-} '
            'master=$MASTER_ADDR:$MASTER_PORT args=$*" >> "$CALLS"\n'
            'exec sleep "${FAKE_TRAIN_S:-0}"\n')
-    # srun: record the call, run the task once per node as Slurm would (SLURM_NODEID set), and
-    # pass a TERM on to the tasks
-    _write(bin_dir / "srun",
-           '#!/usr/bin/env bash\n'
-           'echo "srun $*" >> "$CALLS"\n'
-           'trap \'kill $(jobs -p) 2>/dev/null\' TERM\n'
-           'while [[ "$1" == --* ]]; do shift; done\n'
-           'for ((n = 0; n < SLURM_NNODES; n++)); do SLURM_NODEID=$n "$@" & done\n'
-           'wait\n')
-    _write(bin_dir / "scontrol",
-           '#!/usr/bin/env bash\n'
-           'echo "scontrol $*" >> "$CALLS"\n'
-           'if [[ "$1 $2" == "show hostnames" ]]; then printf "gpu-node-07\\ngpu-node-08\\n"; fi\n')
+    write_fake_slurm(bin_dir, ("gpu-node-07", "gpu-node-08"))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(log),
            "SLURM_JOB_ID": "4242", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
            "SLURM_GPUS_ON_NODE": "8", "SLURM_SUBMIT_DIR": str(repo)}

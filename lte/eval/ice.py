@@ -8,25 +8,15 @@ edit time is zero and the protocols differ only in which cases are scored.
 
 from __future__ import annotations
 
-from lte.editor import LTEEditor
 from lte.eval.formats import PromptFormat
+from lte.eval.methods import FixedContext
 
 ICE_FORMAT = PromptFormat(template="raw", variant="ice")
 
 
-class ICE:
+class ICE(FixedContext):
+    """The case's own descriptor before every question, in ICE's raw-text format."""
+
     name = "ice"
-    retrieves = False
+    gold = True
     fmt = ICE_FORMAT
-
-    def __init__(self, editor: LTEEditor):
-        self.editor = editor
-
-    def reset(self) -> None:
-        pass
-
-    def insert(self, records):
-        return {}
-
-    def contexts(self, questions, owners, k):
-        return [[o.descriptor] for o in owners], [[] for _ in questions]
