@@ -9,7 +9,7 @@ from eval_support import make_editor, make_records, tiny_model, tiny_tokenizer
 from lte.config import FTLConfig, ROMEConfig
 from lte.data.record import EditRecord
 from lte.eval import hparams
-from lte.eval.formats import RAW
+from lte.prompts import RAW
 
 torch.set_num_threads(1)
 

@@ -69,7 +69,9 @@ def torch_adam_offload(work: Path, cpu: bool) -> Path:
 
 
 def summarize(run: Path, skip: int) -> dict:
-    logs = json.loads((run / "lte_meta.json").read_text())["loss_history"]
+    from lte.layout import read_meta
+
+    logs = read_meta(run)["loss_history"]
     late = [h for h in logs if h["step"] > skip] or logs
 
     def median(key):
@@ -112,6 +114,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from lte.align.smoke import write_smoke_corpus, write_smoke_model
+    from lte.layout import META_FILE
     from lte.modeling.load import load_tokenizer
 
     model = write_smoke_model(work / "model", vocab_size=512)
@@ -147,7 +150,7 @@ def main() -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 rc = -1
-        return rc == 0 and (out / "lte_meta.json").is_file(), out, log
+        return rc == 0 and (out / META_FILE).is_file(), out, log
 
     results, layers = [], None
     for setting in plan:

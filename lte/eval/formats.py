@@ -1,4 +1,4 @@
-"""How a method's questions become token ids: chat template or raw text, and which wording.
+"""Which `PromptFormat` (lte.prompts) a method's questions are encoded with.
 
 LTE is scored as it was aligned: chat template, the training wording (`prompts`). The reference's
 single-edit runs used another wording (`reference_single`). EasyEdit scores its baselines (FT-L,
@@ -7,9 +7,7 @@ FT-M, ROME, ICE) on raw text, without a chat template.
 
 from __future__ import annotations
 
-from lte.prompts import CHAT, RAW, PromptFormat
-
-__all__ = ["CHAT", "RAW", "PromptFormat", "method_format"]
+from lte.prompts import CHAT, PromptFormat
 
 
 def method_format(method) -> PromptFormat:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from lte.config import FTLConfig
 from lte.editor import LTEEditor
 from lte.eval import hparams
-from lte.eval.formats import RAW, PromptFormat
 from lte.modeling.batching import left_pad
+from lte.prompts import RAW, PromptFormat
 
 
 def layer_module(model, layer: int, module: str, section: str):

@@ -8,8 +8,8 @@ edit time is zero and the protocols differ only in which cases are scored.
 
 from __future__ import annotations
 
-from lte.eval.formats import PromptFormat
 from lte.eval.methods import FixedContext
+from lte.prompts import PromptFormat
 
 ICE_FORMAT = PromptFormat(template="raw", variant="ice")
 

@@ -29,8 +29,8 @@ from lte.config import ROMEConfig
 from lte.data.record import EditRecord
 from lte.editor import LTEEditor
 from lte.eval import hparams
-from lte.eval.formats import RAW
 from lte.eval.ftl import layer_module
+from lte.prompts import RAW
 
 _START_WORDS = ("The", "Therefore", "Because", "I", "You")  # ROME's context-template seeds
 

@@ -72,7 +72,7 @@ def build_methods(cfg: EvalConfig, tmp: str, log=print) -> list:
     setting, the aligned model, said, when base_model is unset)."""
     from dataclasses import replace
 
-    from lte.eval.formats import CHAT
+    from lte.prompts import CHAT
 
     if cfg.backend == "serve":
         from lte.eval.remote import build_remote_methods

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from lte.config import EvalConfig
 from lte.data.record import EditRecord
 from lte.eval import metrics as M
-from lte.eval.formats import CHAT, PromptFormat, method_format
+from lte.eval.formats import method_format
+from lte.prompts import CHAT, PromptFormat
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def check_out_folder(out: Path) -> None:
 def load_embedder(cfg: MemoryConfig):
     """The config's embedder, once the index spec is known to suit its size: a missing model or
     an impossible index fails here, before any folder exists."""
-    from lte.memory.index import check_index_for_dim
+    from lte.config.index_spec import check_index_for_dim
     from lte.memory.memory import make_embedder
 
     embedder = make_embedder(cfg.embedder)

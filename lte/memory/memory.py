@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from lte.config import MemoryConfig, build_config, save_config
+from lte.config.index_spec import check_index_for_dim
 from lte.data.record import EditRecord
 from lte.embedding import make_embedder
 from lte.errors import UserError
 from lte.layout import EDIT_LOG, INDEX_FILE, INDEX_META_FILE, MEMORY_CONFIG
 from lte.memory.guards import ACK_FILE, disk_error
-from lte.memory.index import VectorIndex, check_index_for_dim
+from lte.memory.index import VectorIndex
 from lte.memory.store import LIVE, OP_ADD, EditStore, NewEdit, StoredEdit
 
 FORMAT_VERSION = 1
