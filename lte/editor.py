@@ -9,6 +9,7 @@ from the attention mask so a padded row sees the same positions as when it runs 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import tempfile
 from collections.abc import Sequence
@@ -194,12 +195,17 @@ class LTEEditor:
 
     # ---- generation --------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _stop_ids(self) -> list[int]:
+        # The tokenizer is fixed: its end-of-turn ids are worked out once, not per generate call.
+        return prompts.stop_token_ids(self.tokenizer)
+
     def generate_ids(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
                      min_new_tokens: int = 0) -> list[list[int]]:
         """Greedy continuations (without the prompt, cut at end-of-sequence), batched."""
         import torch
 
-        stops = prompts.stop_token_ids(self.tokenizer)
+        stops = self._stop_ids
         out: list[list[int] | None] = [None] * len(prompt_ids)
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         for chunk in _chunks(order, self.batch_size):
