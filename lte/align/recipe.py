@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lte.align import distributed as dist
+from lte.align.answer_logits import AnswerLogits
 from lte.align.checkpoint import checkpoints, code_version, newest_checkpoint
 from lte.align.data import ExampleDataset, load_corpus, read_manifest
 from lte.align.preemption import make_callback as preemption_callback
@@ -174,8 +175,14 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
     from transformers import Trainer, TrainerCallback
 
     computed = ComputedTokens(dist.world_size())
+    narrow = AnswerLogits(model) if cfg.head_positions == "labels" else None
 
     class AlignTrainer(Trainer):
+        def compute_loss(self, model, inputs, *a, **kw):
+            if narrow is not None:
+                narrow.expect(inputs)
+            return super().compute_loss(model, inputs, *a, **kw)
+
         def log(self, logs, *a, **kw):
             if "loss" in logs:  # training logs only, not the final summary
                 now = time.perf_counter()
@@ -206,7 +213,8 @@ def _make_trainer(cfg, args, model, dataset, collator, throughput, meta_for_wand
                     log_run_config(meta_for_wandb)
 
     return AlignTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                        callbacks=[RunInfo(), preemption])
+                        callbacks=[RunInfo(), preemption],
+                        compute_loss_func=narrow.loss if narrow is not None else None)
 
 
 def _collator_and_sampler(cfg: AlignConfig, model, tokenizer, examples: list[dict], use_cpu: bool):

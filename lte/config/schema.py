@@ -482,6 +482,9 @@ class AlignConfig(Schema):
     """none: right-pad | padding_free: a micro batch in one row, position_ids restart per example"""
     group_by_length: bool = False
     """packing none: micro batches of similar length (less padding); seeded and resumable"""
+    head_positions: str = "labels"
+    """labels: the LM head and loss only at positions that predict an answer token (same loss,
+    less time and memory) | all: the model's own full-sequence logits and loss"""
     device: str = "auto"
     """auto (cuda if present) | cpu | cuda"""
     seed: int = 42
@@ -508,6 +511,7 @@ class AlignConfig(Schema):
         p.choice("align.precision", self.precision, ("bf16", "fp16", "fp32"))
         p.choice("align.device", self.device, ("auto", "cpu", "cuda"))
         p.choice("align.packing", self.packing, ("none", "padding_free"))
+        p.choice("align.head_positions", self.head_positions, ("labels", "all"))
         if self.group_by_length and self.packing != "none":
             p.add("align.group_by_length only applies with packing: none (a packed micro "
                   "batch computes no padding to save)")
