@@ -1,4 +1,5 @@
-"""Alignment throughput: padded, length-grouped and padding-free packed micro batches, each in a
+"""Alignment throughput: padded, length-grouped and padding-free packed micro batches (and padded with
+the LM head over every position, `head_positions: all`, against the default `labels`), each in a
 single-process Trainer and under DeepSpeed ZeRO-3 over 2 processes; same model, corpus, steps and
 global batch, measured one after the other in one run; prints and writes the ratios.
 
@@ -31,7 +32,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"padded": ["packing=none", "group_by_length=false"],
+VARIANTS = {"full-head": ["packing=none", "group_by_length=false", "head_positions=all"],
+            "padded": ["packing=none", "group_by_length=false"],
             "grouped": ["packing=none", "group_by_length=true"],
             "packed": ["packing=padding_free", "group_by_length=false"]}
 
@@ -120,6 +122,11 @@ def main() -> int:
             r = results[f"{setting}/{variant}"]
             ratios[f"{setting}: {variant} / padded, useful tokens/s"] = round(
                 r["useful_tokens_per_s"] / base["useful_tokens_per_s"], 3)
+        full = results[f"{setting}/full-head"]
+        ratios[f"{setting}: head at labels / full head (padded), useful tokens/s"] = round(
+            base["useful_tokens_per_s"] / full["useful_tokens_per_s"], 3)
+        ratios[f"{setting}: head at labels vs full head, max |loss difference|"] = round(
+            max(abs(a - b) for a, b in zip(full["losses"], base["losses"], strict=True)), 5)
         packed = results[f"{setting}/packed"]
         ratios[f"{setting}: packed vs padded, max |loss difference|"] = round(
             max(abs(a - b) for a, b in zip(packed["losses"], base["losses"], strict=True)), 5)

@@ -12,6 +12,9 @@
 #   tools/study_tiny.sh                                               # finds final/ and evaluates
 #   RUN=runs/x BASE_MODEL=DIR tools/study_tiny.sh # another folder; a base model for prompt-only
 #   ALIGN_ARGS="torch_threads=2" tools/study_tiny.sh   # extra `lte align` overrides
+#   # the CPU study of the README (~2 h on 2 idle cores): both recipes' corpora, the same compute
+#   VARIANTS="full reference" STEPS=1728 STUDY_VARIANT=reference \
+#     ALIGN_ARGS="lr=2e-3 global_batch_size=64 torch_threads=2 group_by_length=true" tools/study_tiny.sh
 #
 # Every stage skips its work when its output is already there, so a stopped study resumes.
 # A tiny model has no world knowledge: portability (reasoning over facts it never knew) and
@@ -25,6 +28,13 @@ EPOCHS=${EPOCHS:-8}             # alignment epochs per model (3 left the tiny mo
 SIZES=${SIZES:-100,1000}        # numbers of edits N, batch protocol
 SEQ_SIZES=${SEQ_SIZES:-100}     # sequential protocol: each edit is evaluated right after its
                                 # insert and again at the end, ~2-4 s per edit and method here
+VARIANTS=${VARIANTS:-full no-oos}  # corpora aligned: full (knowedit.yaml, recipe extended), no-oos
+                                   # (its ablation without out-of-scope data), reference
+                                   # (reference.yaml: the authors' notebook recipe)
+STEPS=${STEPS:--1}              # optimizer steps per alignment (the LR schedule spans them); -1: EPOCHS
+                                # epochs. 1728 = 8 epochs of the reference corpus, the CPU study's budget
+STUDY_VARIANT=${STUDY_VARIANT:-full}  # the checkpoint of the protocol, baseline and top-k rows
+V=$STUDY_VARIANT
 BASE_MODEL=${BASE_MODEL:-}      # model before alignment, for prompt-only (default: the scratch init)
 ALIGN_ARGS=${ALIGN_ARGS:-"lr=2e-3 global_batch_size=64"}  # `lte align` overrides (tools/gpu_session.sh's too)
 LTE=${LTE:-.venv/bin/lte}
@@ -33,11 +43,13 @@ export RAY_AUTH_MODE=disabled WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
     TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # ---- 1. corpora -----------------------------------------------------------------------------
-for variant in full no-oos; do
+for variant in $VARIANTS; do
   extra=()
+  config=configs/corpus/knowedit.yaml
   [[ $variant == no-oos ]] && extra=(out_of_scope=false)
+  [[ $variant == reference ]] && config=configs/corpus/reference.yaml
   if [[ ! -f $RUN/corpus-$variant/manifest.json ]]; then
-    $NICE "$LTE" corpus build --config configs/corpus/knowedit.yaml --out "$RUN/corpus-$variant" \
+    $NICE "$LTE" corpus build --config "$config" --out "$RUN/corpus-$variant" \
       --engine local "${extra[@]}"
   fi
 done
@@ -46,20 +58,20 @@ done
 
 # ---- 2. alignment (single process, no DeepSpeed on CPU; launch/align.sh on GPUs) -------------
 read -ra extra <<< "$ALIGN_ARGS"
-for variant in full no-oos; do
+for variant in $VARIANTS; do
   if [[ ! -f $RUN/align-$variant/final/config.json ]]; then
     $NICE "$LTE" align --config configs/align/tiny.yaml --out "$RUN/align-$variant" \
-      corpus="$RUN/corpus-$variant" deepspeed=null epochs="$EPOCHS" max_steps=-1 save_steps=1000 \
+      corpus="$RUN/corpus-$variant" deepspeed=null epochs="$EPOCHS" max_steps="$STEPS" save_steps=1000 \
       "${extra[@]}"
   fi
 done
 
 # The model before alignment (prompt-only): the alignment's own from-scratch initialisation.
 if [[ -z $BASE_MODEL ]]; then
-  BASE_MODEL=$RUN/base
+  BASE_MODEL=$RUN/base-$V
   if [[ ! -f $BASE_MODEL/config.json ]]; then
     "$LTE" align init-model --config configs/align/tiny.yaml --out "$BASE_MODEL" \
-      corpus="$RUN/corpus-full" deepspeed=null
+      corpus="$RUN/corpus-$V" deepspeed=null
   fi
 fi
 
@@ -73,27 +85,45 @@ evaluate() {  # name variant protocol sizes [more lte eval flags] -> $RUN/eval-<
     --model "$RUN/align-$variant/final" --protocol "$protocol" --sizes "$sizes" \
     --out "$RUN/eval-$name" "$@" > "$RUN/eval-$name.log" 2>&1
 }
-evaluate full-batch full batch "$SIZES" --methods lte,no-edit,gold-context,ft-l &
-evaluate full-sequential full sequential "$SEQ_SIZES" --methods lte,no-edit,gold-context,ft-l &
+has() { [[ " $VARIANTS " == *" $1 "* ]]; }
+evaluate "$V-batch" "$V" batch "$SIZES" --methods lte,no-edit,gold-context &
+evaluate "$V-sequential" "$V" sequential "$SEQ_SIZES" --methods lte,no-edit,gold-context &
 wait
-evaluate prompt-only-batch full batch "$SIZES" --methods prompt-only --base-model "$BASE_MODEL" &
-# The ablation: LTE only, aligned without out-of-scope data.
-evaluate no-oos-batch no-oos batch "$SIZES" --methods lte &
+# The paper's retrieval ablation: the top 3 descriptors instead of 1, same checkpoint, N=1000.
+evaluate "$V-topk3-batch" "$V" batch "${SIZES##*,}" --methods lte memory.top_k=3 &
+evaluate prompt-only-batch "$V" batch "$SIZES" --methods prompt-only --base-model "$BASE_MODEL" &
 wait
-evaluate no-oos-sequential no-oos sequential "$SEQ_SIZES" --methods lte &
 # The paper's baselines (EasyEdit settings, raw prompts). The paper edits the base chat model; the
 # tiny recipe's base is a from-scratch initialisation that knows nothing, so they edit the aligned
 # checkpoint here (BASELINE_MODEL=base with BASE_MODEL=DIR for the paper's setting).
-evaluate baselines-batch full batch "$SIZES" --methods ice,rome,ft-l,ft-m \
-  --base-model "$BASE_MODEL" baseline_model="${BASELINE_MODEL:-aligned}"
+if [[ ${SKIP_BASELINES:-0} != 1 ]]; then
+  evaluate baselines-batch "$V" batch "$SIZES" --methods ice,rome,ft-l,ft-m \
+    --base-model "$BASE_MODEL" baseline_model="${BASELINE_MODEL:-aligned}" &
+  evaluate baselines-sequential "$V" sequential "$SEQ_SIZES" --methods ice,rome,ft-l,ft-m \
+    --base-model "$BASE_MODEL" baseline_model="${BASELINE_MODEL:-aligned}" &
+fi
+# The other corpora (full: recipe extended; reference: the authors' notebook), batch only.
+for variant in $VARIANTS; do
+  [[ $variant == "$V" || $variant == no-oos ]] && continue
+  evaluate "$variant-batch" "$variant" batch "$SIZES" --methods lte,no-edit,gold-context
+done
+# The paper's ablation: LTE aligned without out-of-scope data.
+if has no-oos; then
+  evaluate no-oos-batch no-oos batch "$SIZES" --methods lte
+  evaluate no-oos-sequential no-oos sequential "$SEQ_SIZES" --methods lte
+fi
 # Beyond the paper: LTE with the relevance gate, its threshold calibrated on the dev split.
 if [[ ! -f $RUN/gate.json ]]; then
-  OMP_NUM_THREADS=2 $NICE "$LTE" memory calibrate --dev ../shared/data/counterfact/counterfact-val.json \
+  OMP_NUM_THREADS=1 $NICE "$LTE" memory calibrate --dev ../shared/data/counterfact/counterfact-val.json \
     --json "$RUN/gate.json"
 fi
 threshold=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threshold"])' "$RUN/gate.json")
-evaluate full-gate-batch full batch "$SIZES" --methods lte memory.threshold="$threshold"
+for variant in $VARIANTS; do
+  [[ $variant == no-oos ]] && continue
+  evaluate "$variant-gate-batch" "$variant" batch "$SIZES" --methods lte memory.threshold="$threshold"
+done
 wait
+[[ ${SKIP_BASELINES:-0} == 1 ]] && { echo "study: baselines skipped (SKIP_BASELINES=1)"; exit 0; }
 for d in "$RUN"/eval-*/; do
   [[ -f $d/results.json ]] || { echo "study: $d has no results.json (see ${d%/}.log)" >&2; exit 1; }
 done
