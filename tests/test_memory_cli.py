@@ -128,7 +128,8 @@ def test_add_edit_objects_to_a_built_memory_and_resolve_conflicts(tmp_path, caps
     relation of the same subject stays live, and deleting the newer brings the older back."""
     out = tmp_path / "mem"
     first = write_jsonl(tmp_path / "first.jsonl", [
-        {"subject": "Ada Lovelace", "prompt": "Where was Ada Lovelace born?", "target_new": "Paris"},
+        {"subject": "Ada Lovelace", "prompt": "In which city was Ada Lovelace born?",
+         "target_new": "Paris"},
         {"subject": "Ada Lovelace", "prompt": "What did Ada Lovelace study?",
          "target_new": "biology"},
         {"subject": "Grace Hopper", "prompt": "Where did Grace Hopper work?", "target_new": "NASA",
@@ -137,7 +138,7 @@ def test_add_edit_objects_to_a_built_memory_and_resolve_conflicts(tmp_path, caps
     assert "stored 3 edits" in capsys.readouterr().out
     second = tmp_path / "second.json"
     second.write_text(json.dumps([
-        {"subject": "ada lovelace ", "prompt": "What is the birthplace of Ada Lovelace?",
+        {"subject": "ada lovelace ", "prompt": "Ada Lovelace was born in the city of",
          "target_new": "Rome", "rephrase_prompts": ["Ada Lovelace's place of birth?"]},
         {"subject": "Alan Turing", "prompt": "Where did Alan Turing study?",
          "target_new": "Oxford"}]))

@@ -12,7 +12,7 @@ import pytest
 
 from lte.data.record import EditRecord
 from lte.memory import EditMemory
-from lte.memory.conflicts import normalise
+from lte.memory.conflicts import choose_conflict_threshold, normalise
 from tests.test_memory import hashing_cfg
 
 DIM = 64
@@ -42,6 +42,15 @@ def test_normalise_folds_case_and_whitespace():
     assert normalise("  Oslo ") == normalise("oslo") == normalise("OSLO") == "oslo"
     assert normalise("Where is\tthe  Louvre?") == "where is the louvre?"
     assert normalise("Straße") == normalise("STRASSE")
+
+
+def test_conflict_threshold_bounds_the_share_of_other_relations_merged():
+    pos = np.array([0.99, 0.97, 0.95, 0.9, 0.6])
+    neg = np.array([0.5, 0.7, 0.8, 0.85, 0.96])
+    t, recall, merged = choose_conflict_threshold(pos, neg, max_merged=0.0)
+    assert 0.96 < t < 0.97 and (recall, merged) == (0.4, 0.0)
+    t, recall, merged = choose_conflict_threshold(pos, neg, max_merged=0.2)  # one of five may
+    assert 0.85 < t <= 0.9 and (recall, merged) == (0.8, 0.2)
 
 
 def test_exact_rule_folds_case_and_whitespace_of_subject_and_question(tmp_path):

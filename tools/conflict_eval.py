@@ -9,8 +9,11 @@ the code `EditStore.add` runs, on MiniLM key vectors (what the memory stores).
 Calibration (dev and train files only, never the evaluation files): positives are each
 counterfact-val record's question with its rephrased question; negatives are each question of a
 KnowEdit train record (wiki_counterfact-train_cf, wiki_recent-recent_train) with its
-Relation_Specificity questions (the same subject, other relations). The threshold maximises
-recall + specificity (lte.memory.calibrate.choose_threshold, as for the relevance gate).
+Relation_Specificity questions (the same subject, other relations). The threshold is the lowest
+that merges at most --max-merged (2 %) of the negatives (lte.memory.conflicts.
+choose_conflict_threshold): a false conflict hides a valid edit, a missed one leaves two live,
+as the exact rule does. The relevance gate's rule (maximise recall + specificity,
+lte.memory.calibrate.choose_threshold) is printed beside it.
 
 Evaluation (the evaluation files, held out from the choice): positives are the 83
 counterfact-edit records that repeat an earlier record's subject and question (with another
@@ -34,7 +37,13 @@ from lte.config import MemoryConfig  # noqa: E402
 from lte.data.readers import read_records  # noqa: E402
 from lte.embedding import make_embedder  # noqa: E402
 from lte.memory.calibrate import choose_threshold  # noqa: E402
-from lte.memory.conflicts import EMBEDDING, EXACT, normalise, supersedes  # noqa: E402
+from lte.memory.conflicts import (  # noqa: E402
+    EMBEDDING,
+    EXACT,
+    choose_conflict_threshold,
+    normalise,
+    supersedes,
+)
 
 Pair = tuple[str, str, str]  # subject, older question, newer question
 
@@ -107,11 +116,14 @@ def scores(pos: np.ndarray, neg: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--threshold", type=float, default=None,
-                    help="evaluate this threshold instead of the calibrated one")
+    ap.add_argument("--threshold", default="default",
+                    help="threshold evaluated: default (memory.conflict_threshold), calibrated "
+                         "(this run's choice) or a number")
+    ap.add_argument("--max-merged", type=float, default=0.02,
+                    help="share of other-relation calibration pairs the threshold may merge")
     ap.add_argument("--limit", type=int, default=None,
-                    help="records per file (the repeated facts always come from all of "
-                         "counterfact-edit)")
+                    help="records per evaluation file (the repeated facts always come from all "
+                         "of counterfact-edit; calibration reads its files whole)")
     ap.add_argument("--cache", default=None, metavar="NPZ",
                     help="keep the question vectors here and reuse them on the next run")
     ap.add_argument("--json", default=None, metavar="FILE")
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
 
     def load(name):
-        return read_records(data / name)[:args.limit]
+        return read_records(data / name)
 
     started = time.perf_counter()
     cfg = MemoryConfig()
@@ -131,21 +143,27 @@ def main(argv: list[str] | None = None) -> int:
     cal_neg = (other_relation_pairs(load("knowedit/wiki_counterfact-train_cf.json"))
                + other_relation_pairs(load("knowedit/wiki_recent-recent_train.json")))
     pos_cos, neg_cos = detector.cosines(cal_pos), detector.cosines(cal_neg)
-    chosen, keep, reject = choose_threshold(pos_cos, neg_cos)
-    detector.threshold = chosen if args.threshold is None else args.threshold
-    calibration = {"threshold": chosen, "recall": keep, "specificity": reject,
+    youden, y_keep, y_reject = choose_threshold(pos_cos, neg_cos)
+    chosen, keep, merged = choose_conflict_threshold(pos_cos, neg_cos, args.max_merged)
+    detector.threshold = {"default": cfg.conflict_threshold, "calibrated": chosen}.get(
+        args.threshold) or float(args.threshold)
+    calibration = {"threshold": chosen, "recall": keep, "merged": merged,
+                   "max_merged": args.max_merged,
+                   "recall_plus_specificity_threshold": youden,
+                   "recall_plus_specificity": [y_keep, y_reject],
                    "positives": len(cal_pos), "negatives": len(cal_neg),
                    "positive_cosine_median": float(np.median(pos_cos)),
                    "negative_cosine_median": float(np.median(neg_cos)),
                    "negative_cosine_p99": float(np.quantile(neg_cos, 0.99))}
-    print(f"calibration (counterfact-val paraphrases vs KnowEdit train other relations): "
-          f"threshold {chosen:.4f}, recall {keep:.3f}, specificity {reject:.3f} "
-          f"({len(cal_pos)} + {len(cal_neg)} pairs; configured default "
-          f"{cfg.conflict_threshold})")
+    print(f"calibration (counterfact-val paraphrases vs KnowEdit train other relations, "
+          f"{len(cal_pos)} + {len(cal_neg)} pairs): threshold {chosen:.4f} merges {merged:.1%} "
+          f"of other-relation pairs, recall {keep:.3f}; max recall + specificity would be "
+          f"{youden:.4f} (recall {y_keep:.3f}, merges {1 - y_reject:.1%}); configured default "
+          f"{cfg.conflict_threshold}")
 
     # -- evaluation: held-out files -----------------------------------------------------------
     edit = read_records(data / "counterfact/counterfact-edit.json")
-    zsre = load("knowedit/ZsRE-test-all.json")
+    zsre = read_records(data / "knowedit/ZsRE-test-all.json")[:args.limit]
     positives = {"counterfact-edit repeated facts": repeated_fact_pairs(edit),
                  "counterfact-edit paraphrases": paraphrase_pairs(edit[:args.limit]),
                  "ZsRE-test paraphrases": paraphrase_pairs(zsre)}

@@ -50,3 +50,16 @@ def supersedes(rule: str, threshold: float, subject_norm: str, question_norm: st
     if rule != EMBEDDING or not subject_norm:
         return same_text
     return same_text | (cosine(vec, old_vecs) >= threshold)
+
+
+def choose_conflict_threshold(pos: np.ndarray, neg: np.ndarray, max_merged: float
+                              ) -> tuple[float, float, float]:
+    """(threshold, recall, merged) over key cosines of conflicting pairs (`pos`) and of pairs of
+    one subject's other relations (`neg`): the lowest threshold that merges at most `max_merged`
+    of the latter. A false conflict hides a valid edit, a missed one leaves two live (what the
+    exact rule does anyway), so the share merged is what is bounded."""
+    neg = np.sort(np.asarray(neg, dtype=np.float64))
+    allowed = int(np.floor(max_merged * len(neg)))
+    # Just above the (allowed+1)-th highest negative: at most `allowed` reach the threshold.
+    threshold = float(np.nextafter(neg[len(neg) - allowed - 1], np.inf)) if len(neg) else -1.0
+    return threshold, float(np.mean(pos >= threshold)), float(np.mean(neg >= threshold))
