@@ -621,7 +621,7 @@ class EditMemory:
         add = sorted({i for i in touched_add if i in live_now})
         out = sorted({i for i in touched_out if i not in live_now})
         # A restored edit may still be in the loaded index (superseded after the snapshot).
-        present = set(self.index.ids().tolist()) if out or touched_out else set()
+        present = set(self.index.ids().tolist()) if touched_out else set()
         add = [i for i in add if i not in present or i in self.index.tombstones]
         if add:
             self.index.restore(np.asarray(add, dtype=np.int64), self.store.vectors(add, self.dim))
