@@ -82,7 +82,8 @@ def test_inspect_bad_file_one_line_exit_2(tmp_path):
     ([dict(KNOWEDIT_ZSRE, target_new=7)], "record 0, field 'target_new': should be a string"),
     ([KNOWEDIT_ZSRE, {k: v for k, v in KNOWEDIT_ZSRE.items() if k != "subject"}],
      "record 1, field 'subject': missing"),
-    ({"not": "a list"}, "expected a JSON list of records"),
+    ({"not": "a list"}, "record 0: not a known record format (fields: not)"),
+    ("a string", "expected a JSON list of records"),
 ])
 def test_inspect_bad_records_exit_2(tmp_path, capsys, records, expect):
     path = write(tmp_path / "bad.json", records)

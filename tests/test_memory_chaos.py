@@ -57,9 +57,9 @@ def test_full_disk_append_keeps_whole_chunks_and_says_which(tmp_path):
     assert lte("memory", "build", "--edits", str(edits_file(tmp_path / "a.json", 200)),
                "--out", str(out), *HASHING).returncode == 0
     size = sum(p.stat().st_size for p in out.iterdir())
-    proc = lte("memory", "build", "--append", "--edits",
-               str(edits_file(tmp_path / "b.json", 4000, start=200)), "--out", str(out),
-               "add_chunk=500", fsize=size + 600_000)
+    proc = lte("memory", "add", str(out), "--edits",
+               str(edits_file(tmp_path / "b.json", 4000, start=200)), "add_chunk=500",
+               fsize=size + 600_000)
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "disk is full" in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -47,12 +47,16 @@ def test_build_search_delete_stats(tmp_path, capsys):
     assert (stats["live"], stats["deleted"], stats["superseded"]) == (59, 1, 0)
     assert stats["index"] == "HNSW32" and stats["embedder"] == "hashing"
 
-    # A second build into the same folder refuses; --append adds.
+    # A second build into the same folder refuses, in one line naming `memory add`; add adds.
     assert main(["memory", "build", "--edits", str(edits), "--out", str(out), *HASHING]) == 2
-    assert "already holds an edit memory" in capsys.readouterr().err
-    assert main(["memory", "build", "--edits", str(edits), "--out", str(out), "--append"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds an edit memory" in err
+    assert f"lte memory add {out}" in err
+    assert main(["memory", "build", "--edits", str(edits), "--out", str(out), "--append"]) == 2
+    assert "`lte memory add" in capsys.readouterr().err
+    assert main(["memory", "add", str(out), "--edits", str(edits)]) == 0
     # Each re-added edit supersedes its live twin; the deleted one stays deleted.
-    assert "60 live, 59 superseded, 1 deleted" in capsys.readouterr().out
+    assert "60 live, 59 superseded (59 by these edits), 1 deleted" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -103,11 +107,85 @@ def test_counterfact_build_then_rephrase_search_finds_the_record(shared_data, tm
     out = tmp_path / "mem"
     assert main(["memory", "build", "--edits", str(path), "--out", str(out)]) == 0
     records = read_records(path)
-    counts = Counter((r.subject, r.prompt) for r in records)
-    # Records whose subject+question no other record repeats (repeats supersede each other).
-    unique = [r for r in records if counts[(r.subject, r.prompt)] == 1][:2000:400]
+    counts = Counter(r.subject for r in records)
+    # Records whose subject no other record has (another question of the same fact supersedes).
+    unique = [r for r in records if counts[r.subject] == 1][:2000:400]
     for record in unique:
         capsys.readouterr()
         assert main(["memory", "search", str(out), record.rephrase_prompts[0], "-k", "3"]) == 0
         first = capsys.readouterr().out.splitlines()[0].split("\t")
         assert first[2] == record.descriptor, (record.rephrase_prompts[0], first)
+
+
+def write_jsonl(path: Path, objs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    return path
+
+
+def test_add_edit_objects_to_a_built_memory_and_resolve_conflicts(tmp_path, capsys):
+    """Issue 18, with MiniLM: `memory add` on a folder made by `memory build`, both from the
+    edit objects of POST /v1/edits; a new wording of a fact supersedes the old one, another
+    relation of the same subject stays live, and deleting the newer brings the older back."""
+    out = tmp_path / "mem"
+    first = write_jsonl(tmp_path / "first.jsonl", [
+        {"subject": "Ada Lovelace", "prompt": "In which city was Ada Lovelace born?",
+         "target_new": "Paris"},
+        {"subject": "Ada Lovelace", "prompt": "What did Ada Lovelace study?",
+         "target_new": "biology"},
+        {"subject": "Grace Hopper", "prompt": "Where did Grace Hopper work?", "target_new": "NASA",
+         "case_id": "gh"}])
+    assert main(["memory", "build", "--edits", str(first), "--out", str(out)]) == 0
+    assert "stored 3 edits" in capsys.readouterr().out
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps([
+        {"subject": "ada lovelace ", "prompt": "Ada Lovelace was born in the city of",
+         "target_new": "Rome", "rephrase_prompts": ["Ada Lovelace's place of birth?"]},
+        {"subject": "Alan Turing", "prompt": "Where did Alan Turing study?",
+         "target_new": "Oxford"}]))
+    assert main(["memory", "add", str(out), "--edits", str(second)]) == 0
+    assert "4 live, 1 superseded (1 by these edits), 0 deleted" in capsys.readouterr().out
+
+    def top(question: str) -> dict:
+        assert main(["memory", "search", str(out), question, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)[0]["hits"][0]
+
+    assert top("Where was Ada Lovelace born?")["descriptor"].endswith("Rome")  # the later wins
+    assert top("What did Ada Lovelace study?")["descriptor"].endswith("biology")
+    assert top("Where did Grace Hopper work?")["descriptor"].endswith("NASA")  # old, searchable
+    assert top("Where did Alan Turing study?")["descriptor"].endswith("Oxford")  # new
+    assert main(["memory", "stats", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["conflict"] == "embedding"
+    (pair,) = stats["recent_supersessions"]
+    from lte.memory import EditMemory
+
+    with EditMemory.open(out, readonly=True) as mem:
+        old, new = mem.get(pair["id"]), mem.get(pair["superseded_by"])
+        assert (old.target_new, old.status, new.target_new, new.supersedes) == (
+            "Paris", "superseded", "Rome", [old.id])
+    assert main(["memory", "delete", str(out), str(new.id)]) == 0
+    capsys.readouterr()
+    assert top("Where was Ada Lovelace born?")["descriptor"].endswith("Paris")
+
+
+def test_bad_edit_objects_store_nothing(tmp_path, capsys):
+    out = tmp_path / "mem"
+    good = write_jsonl(tmp_path / "good.jsonl", [
+        {"subject": f"S{i}", "prompt": f"Who is S{i}?", "target_new": f"T{i}"} for i in range(5)])
+    assert main(["memory", "build", "--edits", str(good), "--out", str(out), *HASHING]) == 0
+    bad = write_jsonl(tmp_path / "bad.jsonl", [
+        {"subject": "X", "prompt": "Who is X?", "target_new": "Y"},
+        {"subject": "Z", "prompt": "Who is Z?", "target_new": ""}])
+    capsys.readouterr()
+    assert main(["memory", "add", str(out), "--edits", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{bad}, record 1, field 'target_new': must not be empty" in err
+    assert main(["memory", "stats", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["live"], stats["superseded"], stats["last_seq"]) == (5, 0, 5)  # nothing stored
+    # `add` needs a memory; `build` needs a new folder.
+    assert main(["memory", "add", str(tmp_path / "none"), "--edits", str(good)]) == 2
+    assert "lte memory build" in capsys.readouterr().err
+    assert main(["memory", "add", str(out), "--edits", str(good), "index=HNSW32"]) == 2
+    assert "cannot change on an existing memory" in capsys.readouterr().err

@@ -139,12 +139,12 @@ def test_a_failing_add_keeps_whole_chunks_and_says_which(tmp_path, monkeypatch):
     mem = EditMemory.create(tmp_path / "m", hashing_cfg(add_chunk=100))
     real_add, calls = mem.store.add, []
 
-    def add_then_fail(new, conflict):
+    def add_then_fail(new, **rule):
         calls.append(len(new))
         if len(calls) == 3:  # the log cannot grow any more: SQLite fails with SQLITE_FULL
             pages = mem.store.db.execute("PRAGMA page_count").fetchone()[0]
             mem.store.db.execute(f"PRAGMA max_page_count = {pages}")
-        return real_add(new, conflict=conflict)
+        return real_add(new, **rule)
 
     monkeypatch.setattr(mem.store, "add", add_then_fail)
     with pytest.raises(UserError) as err:

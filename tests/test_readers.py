@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -187,11 +188,45 @@ def test_explicit_format_and_unknown_format(tmp_path):
         read_records(path, format="mend_zsre")
 
 
-def test_formats_registry_names_the_six_formats():
+def test_formats_registry_names_the_six_formats_and_edit_objects():
     assert set(FORMATS) == {"knowedit_zsre", "knowedit_counterfact", "knowedit_recent",
-                            "knowedit_wikibio", "counterfact", "mend_zsre"}
+                            "knowedit_wikibio", "counterfact", "mend_zsre", "edit"}
     assert format_of_record({"foo": 1}) is None
     assert format_of_record([1]) is None
+
+
+EDIT_OBJECT = {"subject": "Ada", "prompt": "Where was Ada born?", "target_new": "Paris"}
+
+
+@pytest.mark.parametrize("layout", ["array", "jsonl"])
+def test_edit_objects_of_the_api_read_as_records(tmp_path, layout):
+    """The POST /v1/edits objects need no original answer; optional fields as there."""
+    objs = [EDIT_OBJECT, {**EDIT_OBJECT, "case_id": "c1", "ground_truth": ["London"],
+                          "rephrase_prompts": ["Ada's birthplace?"]}]
+    path = tmp_path / ("edits.json" if layout == "array" else "edits.jsonl")
+    path.write_text(json.dumps(objs) if layout == "array"
+                    else "\n".join(json.dumps(o) for o in objs) + "\n")
+    assert detect_format(path) == "edit"
+    a, b = read_records(path)
+    assert (a.case_id, a.subject, a.prompt, a.target_new, a.ground_truth) == (
+        "0", "Ada", "Where was Ada born?", "Paris", [])
+    assert b.case_id == "c1" and b.ground_truth == ["London"]
+    assert b.rephrase_prompts == ["Ada's birthplace?"] and b.source == "edits"
+    # CounterFact's `ground_truth` is a string: still CounterFact, not an edit object.
+    assert format_of_record({**EDIT_OBJECT, "ground_truth": "London"}) == "counterfact"
+
+
+@pytest.mark.parametrize("bad, at, message", [
+    ({"target_new": ""}, "record 1, field 'target_new'", "must not be empty"),
+    ({"rephrase_prompts": "x"}, "record 1, field 'rephrase_prompts'", "must be a list"),
+    ({"colour": "red"}, "record 1, field 'colour'", "unknown field; allowed: subject"),
+    ({"prompt": None}, "record 1, field 'prompt'", "must be a string, got null"),
+])
+def test_bad_edit_objects_name_file_record_and_field(tmp_path, bad, at, message):
+    path = tmp_path / "edits.jsonl"
+    path.write_text(json.dumps(EDIT_OBJECT) + "\n" + json.dumps({**EDIT_OBJECT, **bad}) + "\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}, {at}: {message}")):
+        read_records(path)
 
 
 def test_iter_records_streams_and_empty_list(tmp_path):
@@ -253,7 +288,9 @@ CF = '{"prompt": "p", "target_new": "t", "subject": "s", "ground_truth": "g"}'
 
 @pytest.mark.parametrize("text, pattern", [
     ("", "expected a JSON list of records, but the file is empty"),
-    ('{"subject": "x"}', r"expected a JSON list of records, but it starts with '\{'"),
+    ('"x"', r"expected a JSON list of records, but it starts with '\"'"),
+    ('{"subject": "x"}', r"record 0, field 'prompt': missing"),  # JSON Lines
+    (f'{CF}\n{{"a": nope}}', r"record 1: not valid JSON: Expecting value at line 2"),
     ("[1, 2]", r"record 0: a record must be a JSON object, got a number"),
     (f"[{CF},]", "record 1: not valid JSON: trailing comma"),
     (f"[{CF} {CF}]", r"record 1: not valid JSON: expected ',' or '\]' after record 0, found '\{'"),

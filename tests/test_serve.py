@@ -154,6 +154,26 @@ def test_placement_is_stable_and_spreads():
     assert min(counts) > 60
 
 
+def test_edits_that_may_conflict_meet_in_one_shard(tmp_path):
+    """One subject (case and spaces folded) -> one shard, whatever the question: that shard's
+    log decides whether a new wording of a fact supersedes the old one."""
+    shard = sharding.shard_of("Ada", "Where was Ada born?", 8)
+    assert all(sharding.shard_of(s, q, 8) == shard for s, q in [
+        ("ada ", "Ada's birthplace?"), ("ADA", "What did Ada study?")])
+    # No subject: the question (folded) places it.
+    assert sharding.shard_of("", "Is it raining?", 8) == sharding.shard_of(" ", "is it RAINING?", 8)
+    assert len({sharding.shard_of("", f"q{i}?", 8) for i in range(64)}) > 1
+    # A folder first served before (no placement in serve.json) keeps its subject+question rule.
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "serve.json").write_text(json.dumps({"shards": 8, "embedder": "all-MiniLM-L6-v2"}))
+    sharding.prepare_root(root, 8, "all-MiniLM-L6-v2")
+    assert sharding.root_placement(root) == sharding.SUBJECT_QUESTION
+    legacy = [sharding.shard_of("Ada", f"question {i}?", 8, sharding.SUBJECT_QUESTION)
+              for i in range(32)]
+    assert len(set(legacy)) > 1
+
+
 def test_merge_hits_takes_the_global_top_k():
     a = [{"id": 0, "score": 0.9}, {"id": 3, "score": 0.2}]
     b = [{"id": 1, "score": 0.5}, {"id": 4, "score": 0.5}]
@@ -164,8 +184,9 @@ def test_memory_root_remembers_its_shard_count_and_embedder(tmp_path):
     root = tmp_path / "mem"
     folders = sharding.prepare_root(root, 3, "all-MiniLM-L6-v2")
     assert [f.name for f in folders] == ["shard-000", "shard-001", "shard-002"]
-    assert json.loads((root / "serve.json").read_text()) == {"shards": 3,
-                                                             "embedder": "all-MiniLM-L6-v2"}
+    assert json.loads((root / "serve.json").read_text()) == {
+        "shards": 3, "embedder": "all-MiniLM-L6-v2", "placement": "subject"}
+    assert sharding.root_placement(root) == "subject"
     assert sharding.prepare_root(root, 3, "all-MiniLM-L6-v2") == folders
     with pytest.raises(UserError, match="memory.shards=3"):
         sharding.prepare_root(root, 2, "all-MiniLM-L6-v2")

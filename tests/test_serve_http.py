@@ -109,6 +109,36 @@ def test_delete(client):
     assert again.status_code == 404 and again.json()["error"]["field"] == "id"
 
 
+def test_a_new_wording_of_a_fact_supersedes_and_deleting_it_restores(client):
+    from lte.data.record import EditRecord
+
+    def edit(subject, prompt, answer):
+        return EditRecord(f"ada-{answer}", subject, prompt, answer)
+
+    born, studied = client.add([
+        edit("Ada Lovelace", "In which city was Ada Lovelace born?", "Paris"),
+        edit("Ada Lovelace", "What did Ada Lovelace study?", "biology")])
+    [newer] = client.add([edit("ada lovelace", "Ada Lovelace was born in the city of", "Rome")])
+    del client.live[born]
+
+    def get(edit_id):
+        return client.http.get(f"/v1/edits/{edit_id}").json()
+
+    assert (get(born)["status"], get(born)["superseded_by"]) == ("superseded", newer)
+    assert get(newer)["supersedes"] == [born] and get(studied)["status"] == "live"
+
+    def top(question):
+        r = client.http.post("/v1/query", json={"question": question, "generate": False})
+        return r.json()["retrieved"][0]["id"]
+
+    assert top("Where was Ada Lovelace born?") == newer
+    assert top("What did Ada Lovelace study?") == studied
+    r = client.http.delete(f"/v1/edits/{newer}", headers=client.server.auth)
+    assert r.status_code == 200
+    client.live[born] = client.live.pop(newer)
+    assert get(born)["status"] == "live" and top("Where was Ada Lovelace born?") == born
+
+
 def test_query_retrieves_the_paraphrased_edit(client):
     record = WORLD[3]
     r = client.http.post("/v1/query", json={"question": record.rephrase_prompts[0], "k": 3,

@@ -18,6 +18,9 @@ from lte.config.problems import Problems
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 # The shipped pre-aligned tiny checkpoint (lte/assets/tiny-lte).
 DEFAULT_MODEL = "lte:tiny"
+# `memory.conflict: embedding`: the MiniLM question-key cosine that merges 2 % of KnowEdit train
+# pairs of one subject's other relations (calibrated 0.9531 by tools/conflict_eval.py).
+CONFLICT_THRESHOLD = 0.953
 
 
 
@@ -48,8 +51,12 @@ class MemoryConfig(Schema):
     """FAISS factory string: Flat (exact), IVF<nlist|auto>,Flat, IVF<nlist|auto>,PQ<m>, HNSW<M>"""
     key: str = "question"
     """what is embedded: question (the paper) | descriptor"""
-    conflict: str = "supersede"
-    """supersede: a newer edit of the same subject+question hides older"""
+    conflict: str = "embedding"
+    """when a newer edit hides a live one of the same subject (case and spaces folded): embedding
+    (keys' cosine >= conflict_threshold, or the same question) | exact (the same question) | keep_all"""
+    conflict_threshold: float = CONFLICT_THRESHOLD
+    """key cosine at which `conflict: embedding` calls two edits of one subject one fact
+    (calibrated for MiniLM question keys: tools/conflict_eval.py)"""
     top_k: int = 1
     """descriptors retrieved per query"""
     threshold: float | None = None
@@ -73,7 +80,8 @@ class MemoryConfig(Schema):
 
     def check(self, p: Problems) -> None:
         p.choice("memory.key", self.key, ("question", "descriptor"))
-        p.choice("memory.conflict", self.conflict, ("supersede", "keep_all"))
+        p.choice("memory.conflict", self.conflict, ("embedding", "exact", "keep_all"))
+        p.within("memory.conflict_threshold", self.conflict_threshold, -1.0, 1.0)
         p.choice("memory.device", self.device, ("auto", "cpu"))
         p.positive("memory.top_k", self.top_k)
         p.positive("memory.shards", self.shards)

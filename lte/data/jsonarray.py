@@ -1,4 +1,4 @@
-"""Stream the elements of a top-level JSON array one at a time.
+"""Stream the elements of a top-level JSON array (or the lines of a JSON Lines file) one at a time.
 
 Benchmark files are JSON arrays; the synthetic world can hold a million records (gigabytes of
 text), so reading element by element keeps memory flat. Elements are decoded by the C scanner of
@@ -64,6 +64,9 @@ class _Reader:
 def iter_json_array(path: str | Path) -> Iterator[object]:
     """Yield the elements of the JSON array in `path`; malformed input raises `UserError`.
 
+    A file that starts with `{` is JSON Lines: one record per line (records may not span lines
+    there, but the decoder does not insist: it reads one JSON value after another).
+
     The error names the file, the index of the element being read and the line, e.g. for a file
     cut off in the middle of a record.
     """
@@ -80,9 +83,13 @@ def iter_json_array(path: str | Path) -> Iterator[object]:
         if first == "\ufeff":  # a byte-order mark some editors write
             r.pos += 1
             first = r.skip_ws()
+        if first == "{":
+            yield from _iter_json_lines(r, decoder)
+            return
         if first != "[":
             what = "the file is empty" if first == "" else f"it starts with {first!r}"
-            raise UserError(f"expected a JSON list of records, but {what}", file=path_s)
+            raise UserError(f"expected a JSON list of records, but {what} (JSON Lines start "
+                            f"with '{{')", file=path_s)
         r.pos += 1
         index = 0
         if r.skip_ws() == "]":
@@ -110,6 +117,13 @@ def iter_json_array(path: str | Path) -> Iterator[object]:
         if r.skip_ws() != "":
             raise UserError(f"not valid JSON: extra data after the list at line {r.line()}",
                             file=path_s)
+
+
+def _iter_json_lines(r: _Reader, decoder: json.JSONDecoder) -> Iterator[object]:
+    index = 0
+    while r.skip_ws() != "":
+        yield _decode_one(r, decoder, index)
+        index += 1
 
 
 def _decode_one(r: _Reader, decoder: json.JSONDecoder, index: int) -> object:

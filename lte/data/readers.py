@@ -1,6 +1,7 @@
-"""Readers for the six benchmark formats of ../shared/data/README.md, all onto `EditRecord`.
+"""Readers for the six benchmark formats of ../shared/data/README.md, all onto `EditRecord`,
+and for the minimal edit objects of `POST /v1/edits` (format `edit`, lte.data.edit_objects).
 
-Each file holds one format, detected from its first record (`detect_format`). Records are read
+A file is a JSON array or JSON Lines (lte.data.jsonarray). Each file holds one format, detected from its first record (`detect_format`). Records are read
 one at a time (`iter_records`), so a million-record synthetic world streams in flat memory;
 `read_records` is the list form. Record indices in messages are 0-based list positions.
 
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lte.data.edit_objects import FieldError, is_edit_object, parse_edit_object
 from lte.data.jsonarray import iter_json_array
 from lte.data.record import QA, EditRecord
 from lte.errors import UserError
@@ -36,6 +38,7 @@ KNOWEDIT_RECENT = "knowedit_recent"
 KNOWEDIT_WIKIBIO = "knowedit_wikibio"
 COUNTERFACT = "counterfact"
 MEND_ZSRE = "mend_zsre"
+EDIT = "edit"  # the minimal edit objects of `POST /v1/edits` (lte.data.edit_objects)
 
 NEIGHBORHOOD = "Neighborhood"
 UNRELATED_NQ = "Unrelated_NQ"
@@ -242,6 +245,13 @@ def _read_mend_zsre(r: _Fields, source: str) -> EditRecord:
     )
 
 
+def _read_edit_object(r: _Fields, source: str) -> EditRecord:
+    try:
+        return parse_edit_object(r.raw, source=source, case_id=lambda: str(r.index))
+    except FieldError as e:
+        raise r.error(e.field, e.message) from None
+
+
 def _nonempty(r: _Fields, name: str) -> list[str]:
     answers = r.answers(name)
     if not answers:
@@ -263,6 +273,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format(KNOWEDIT_WIKIBIO, "KnowEdit WikiBio", _read_knowedit_wikibio),
     Format(COUNTERFACT, "EasyEdit CounterFact", _read_counterfact),
     Format(MEND_ZSRE, "MEND ZsRE", _read_mend_zsre),
+    Format(EDIT, "edit objects of POST /v1/edits: subject, prompt, target_new [case_id, "
+                 "ground_truth, rephrase_prompts]", _read_edit_object),
 )}
 
 
@@ -270,6 +282,8 @@ def format_of_record(raw: object) -> str | None:
     """The format a raw record looks like, from its field names (None: none of ours)."""
     if not isinstance(raw, dict):
         return None
+    if is_edit_object(raw):
+        return EDIT
     keys = set(raw)
     if {"text", "labels", "concept"} <= keys:
         return KNOWEDIT_WIKIBIO
@@ -301,7 +315,10 @@ def detect_format(path: str | Path) -> str:
 
 def source_name(path: str | Path) -> str:
     name = Path(path).name
-    return name[: -len(".json")] if name.endswith(".json") else name
+    for suffix in (".json", ".jsonl"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def iter_records(path: str | Path, format: str | None = None,

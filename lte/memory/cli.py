@@ -1,9 +1,11 @@
-"""`lte memory build | search | delete | stats | calibrate | backup | repair`: the edit memory
-from the shell. `build` checks everything it can before it creates anything and builds a new
-memory in a temporary folder renamed into place, so a failed build leaves nothing behind."""
+"""`lte memory build | add | search | delete | stats | calibrate | backup | repair`: the edit
+memory from the shell. `build` checks everything it can before it creates anything and builds a
+new memory in a temporary folder renamed into place, so a failed build leaves nothing behind;
+`add` appends to an existing one, after reading and checking every record of every file."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -25,10 +27,23 @@ def register(subparsers) -> None:
                        help="flat | ivf | ivfpq | hnsw, or a factory string (Flat, IVF4096,Flat, "
                             "IVFauto,PQ32, HNSW32); overrides memory.index")
     build.add_argument("--format", default=None, help="read every file as this format")
-    build.add_argument("--append", action="store_true",
-                       help="add to the memory already in DIR instead of refusing")
+    # Gone: `lte memory add` is the one way to append; the flag stays only to say so.
+    build.add_argument("--append", action="store_true", help=argparse.SUPPRESS)
     _config_args(build)
     build.set_defaults(func=run_build)
+
+    add = sub.add_parser(
+        "add", help="add edit files to an existing memory",
+        description="Read edit files (any supported format, or the edit objects of POST "
+                    "/v1/edits as a JSON array or JSON Lines), check every record, then embed "
+                    "and store them in the memory in DIR under its own config: a new edit "
+                    "supersedes a live one of the same fact (memory.conflict). A bad record "
+                    "stores nothing.")
+    add.add_argument("dir", metavar="DIR")
+    add.add_argument("--edits", nargs="+", required=True, metavar="FILE")
+    add.add_argument("--format", default=None, help="read every file as this format")
+    _config_args(add, preset=False)  # run-time keys only (add_chunk=...): the rest is the memory's
+    add.set_defaults(func=run_add)
 
     search = sub.add_parser("search", help="top-k edit descriptors for questions")
     search.add_argument("dir", metavar="DIR")
@@ -84,11 +99,11 @@ def register(subparsers) -> None:
     cal.set_defaults(func=run_calibrate)
 
 
-def _config_args(p) -> None:
+def _config_args(p, preset: bool = True) -> None:
     from lte.config import MemoryConfig
     from lte.config.cli import add_config_args
 
-    add_config_args(p, MemoryConfig)
+    add_config_args(p, MemoryConfig, preset=preset)
 
 
 def _load_cfg(args):
@@ -121,29 +136,64 @@ def run_build(args) -> int:
     from lte.config import format_config
     from lte.layout import EDIT_LOG
     from lte.memory.build import build_new, check_out_folder, load_embedder
-    from lte.memory.memory import EditMemory
 
+    if args.append:
+        raise UserError(f"--append is gone: add to a memory with `lte memory add {args.out} "
+                        f"--edits FILE...`")
     cfg = _load_cfg(args)
     out = Path(args.out)
-    appending = (out / EDIT_LOG).exists()
-    if appending and not args.append:
-        raise UserError("already holds an edit memory; pass --append to add to it",
-                        file=str(out))
-    if not appending:
-        check_out_folder(out)
+    if (out / EDIT_LOG).exists():
+        raise UserError(f"already holds an edit memory; add to it with `lte memory add {out} "
+                        f"--edits FILE...`, or build in a new folder", file=str(out))
+    check_out_folder(out)
     records = _read_all(args.edits, args.format)  # every file checked before anything is stored
-    if appending:
-        with EditMemory.open(out) as mem:
-            ids = mem.add(records, show_progress=True)
-            mem.snapshot()
-            stats = mem.stats()
-    else:
-        embedder = load_embedder(cfg)
-        print(format_config(cfg), file=sys.stderr)
-        ids, stats = build_new(out, cfg, records, embedder)
-    print(f"stored {len(ids)} edits in {out}: {stats['live']} live, {stats['superseded']} "
-          f"superseded, {stats['deleted']} deleted; index {stats['index']}")
+    embedder = load_embedder(cfg)
+    print(format_config(cfg), file=sys.stderr)
+    ids, stats = build_new(out, cfg, records, embedder)
+    _print_stored(ids, out, stats)
     return 0
+
+
+def run_add(args) -> int:
+    from pathlib import Path
+
+    from lte.layout import EDIT_LOG
+    from lte.memory.memory import EditMemory
+
+    folder = Path(args.dir)
+    if not (folder / EDIT_LOG).is_file():
+        raise UserError(f"no edit memory here ({EDIT_LOG} is missing); make one with `lte "
+                        f"memory build --edits FILE... --out {folder}`", file=str(folder))
+    overrides = _open_overrides(args)
+    records = _read_all(args.edits, args.format)  # every file checked before anything is stored
+    with EditMemory.open(folder, **overrides) as mem:
+        before = mem.stats()["superseded"]
+        ids = mem.add(records, show_progress=True)
+        mem.snapshot()
+        stats = mem.stats()
+    _print_stored(ids, folder, stats, stats["superseded"] - before)
+    return 0
+
+
+def _open_overrides(args) -> dict:
+    """`key=value` overrides as `EditMemory.open` takes them (it refuses what cannot change)."""
+    from lte.config import MemoryConfig, load_config
+    from lte.config.cli import take_back_overrides
+
+    take_back_overrides(args)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise UserError(f"unrecognized arguments: {' '.join(bad)} (overrides look like "
+                        "key=value)")
+    cfg = load_config(MemoryConfig, None, list(args.overrides), {})
+    keys = {o.split("=", 1)[0].split(".", 1)[0] for o in args.overrides}
+    return {k: getattr(cfg, k) for k in sorted(keys)}
+
+
+def _print_stored(ids: list, folder, stats: dict, newly_superseded: int | None = None) -> None:
+    now = "" if newly_superseded is None else f" ({newly_superseded} by these edits)"
+    print(f"stored {len(ids)} edits in {folder}: {stats['live']} live, {stats['superseded']} "
+          f"superseded{now}, {stats['deleted']} deleted; index {stats['index']}")
 
 
 def run_search(args) -> int:

@@ -162,6 +162,19 @@ class VectorIndex:
                                     np.asarray(ids, dtype=np.int64))
             self._gpu_stale = True
 
+    def restore(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Make removed ids live again (an edit whose superseding edit was deleted): an HNSW
+        tombstone is lifted, since the vector never left the graph; other indexes add it."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.s.kind == "hnsw" and len(ids):
+            held = np.fromiter((int(i) in self.tombstones for i in ids), dtype=bool,
+                               count=len(ids))
+            self.tombstones.difference_update(ids[held].tolist())
+            self._hnsw_params = None
+            self._gpu_stale = True
+            ids, vecs = ids[~held], vecs[~held]
+        self.add(ids, vecs)
+
     def remove(self, ids: Iterable[int]) -> None:
         ids = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if not len(ids):

@@ -38,9 +38,10 @@ from lte.data.record import EditRecord
 from lte.embedding import make_embedder
 from lte.errors import UserError
 from lte.layout import EDIT_LOG, INDEX_FILE, INDEX_META_FILE, MEMORY_CONFIG
+from lte.memory.conflicts import rule_name
 from lte.memory.guards import ACK_FILE, disk_error
 from lte.memory.index import VectorIndex
-from lte.memory.store import LIVE, OP_ADD, EditStore, NewEdit, StoredEdit
+from lte.memory.store import ADDING_OPS, LIVE, EditStore, NewEdit, StoredEdit
 
 FORMAT_VERSION = 1
 
@@ -226,11 +227,13 @@ class EditMemory:
             stored_dim = (store.get_meta("embedder") or {}).get("dim")
         if data is None:
             raise UserError(f"{EDIT_LOG} has no memory config", file=str(folder))
-        fixed = {"embedder", "index", "key", "conflict"}
+        fixed = {"embedder", "index", "key", "conflict", "conflict_threshold"}
         bad = sorted(set(overrides) & fixed)
         if bad:
             raise UserError(f"{', '.join(bad)} cannot change on an existing memory; build a new "
                             f"one", file=str(folder))
+        if "conflict" in data:
+            data = {**data, "conflict": rule_name(data["conflict"])}
         cfg = build_config(MemoryConfig, {**data, **overrides}, source=str(folder / EDIT_LOG))
         if not isinstance(stored_dim, int):
             raise UserError(f"{EDIT_LOG} does not record the embedding size", file=str(folder))
@@ -309,7 +312,8 @@ class EditMemory:
                                key_text(r, self.cfg.key), r.descriptor, r.to_dict(), v)
                        for r, v in zip(part, vecs, strict=True)]
                 with self._lock:
-                    new_ids, superseded = self.store.add(new, conflict=self.cfg.conflict)
+                    new_ids, superseded = self.store.add(
+                        new, conflict=self.cfg.conflict, threshold=self.cfg.conflict_threshold)
                     self._apply(np.asarray(new_ids, dtype=np.int64), vecs, superseded)
                 ids.extend(new_ids)
                 if bar is not None:
@@ -327,9 +331,16 @@ class EditMemory:
         return ids
 
     def delete(self, ids: Sequence[int]) -> int:
-        """Delete live edits (they stay in the log, marked); returns how many were live."""
+        """Delete live edits (they stay in the log, marked); returns how many were live.
+
+        The edits a deleted one had superseded are live again (its correction is withdrawn).
+        """
         with self._lock:
-            done = self.store.delete([int(i) for i in ids])
+            done, restored = self.store.delete([int(i) for i in ids])
+            if restored:
+                self.index.restore(np.asarray(restored, dtype=np.int64),
+                                   self.store.vectors(restored, self.dim))
+                self._n_live += len(restored)
             self._apply(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32), done)
         self._maybe_snapshot()
         return len(done)
@@ -450,7 +461,10 @@ class EditMemory:
                 "index_trained_at": self.index.trained_at or None,
                 "gpu": self.index.uses_gpu(),
                 "embedder": self.cfg.embedder.name, "dim": self.dim, "key": self.cfg.key,
-                "conflict": self.cfg.conflict, "threshold": self.threshold,
+                "conflict": self.cfg.conflict, "conflict_threshold": self.cfg.conflict_threshold,
+                "recent_supersessions": [{"id": old, "superseded_by": new} for old, new
+                                         in self.store.recent_supersessions()],
+                "threshold": self.threshold,
                 "last_seq": self.store.last_seq(), "snapshot_seq": self._snapshot_seq,
                 "disk_bytes": sum(files.values()), "files": files,
             }
@@ -596,7 +610,7 @@ class EditMemory:
         touched_add, touched_out = [], []
         last = after_seq
         for seq, op, edit_id in self.store.ops_after(after_seq):
-            (touched_add if op == OP_ADD else touched_out).append(edit_id)
+            (touched_add if op in ADDING_OPS else touched_out).append(edit_id)
             last = seq
         if last == after_seq:
             self._applied_seq = after_seq
@@ -606,9 +620,11 @@ class EditMemory:
         live_now = set(self.store.live_ids().tolist()) if touched_out or touched_add else set()
         add = sorted({i for i in touched_add if i in live_now})
         out = sorted({i for i in touched_out if i not in live_now})
+        # A restored edit may still be in the loaded index (superseded after the snapshot).
+        present = set(self.index.ids().tolist()) if touched_out else set()
+        add = [i for i in add if i not in present or i in self.index.tombstones]
         if add:
-            self.index.add(np.asarray(add, dtype=np.int64), self.store.vectors(add, self.dim))
-        present = set(self.index.ids().tolist()) if out else set()
+            self.index.restore(np.asarray(add, dtype=np.int64), self.store.vectors(add, self.dim))
         self.index.remove([i for i in out if i in present])
         self._applied_seq = last
         if self.index.wants_rebuild(self._n_live):

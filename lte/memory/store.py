@@ -20,17 +20,21 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lte.errors import UserError
+from lte.memory.conflicts import EXACT, KEEP_ALL, normalise, supersedes
 from lte.memory.guards import AckMark, WriterLock
 
 LIVE, SUPERSEDED, DELETED = "live", "superseded", "deleted"
-# Log operations. `add` makes a vector live; the other two take it out of the index.
+# Log operations. `add` and `restore` (an edit superseded by one deleted since) make a vector
+# live; `delete` and `supersede` take it out of the index; `update` changes text only.
 OP_ADD, OP_DELETE, OP_SUPERSEDE, OP_UPDATE = "add", "delete", "supersede", "update"
+OP_RESTORE = "restore"
+ADDING_OPS = (OP_ADD, OP_RESTORE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,15 +51,23 @@ CREATE TABLE IF NOT EXISTS edits (
     status TEXT NOT NULL,
     superseded_by INTEGER,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    subject_norm TEXT,
+    question_norm TEXT
 );
-CREATE INDEX IF NOT EXISTS edits_live_key ON edits (subject, question) WHERE status = 'live';
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     op TEXT NOT NULL,
     edit_id INTEGER NOT NULL,
     ts REAL NOT NULL
 );
+"""
+# After _migrate: a log from before the normalised columns gets them first.
+_INDEXES = """
+DROP INDEX IF EXISTS edits_live_key;
+CREATE INDEX IF NOT EXISTS edits_live_subject ON edits (subject_norm) WHERE status = 'live';
+CREATE INDEX IF NOT EXISTS edits_superseded_by ON edits (superseded_by)
+    WHERE superseded_by IS NOT NULL;
 """
 
 
@@ -75,6 +87,7 @@ class StoredEdit:
     created: float
     updated: float
     record: dict
+    supersedes: list[int] = field(default_factory=list)  # the edits this one superseded
 
     @property
     def live(self) -> bool:
@@ -130,6 +143,8 @@ class EditStore:
                     self.db.execute("PRAGMA journal_mode=WAL")
                     self.db.execute("PRAGMA synchronous=FULL")
                     self.db.executescript(_SCHEMA)
+                    self._migrate()
+                    self.db.executescript(_INDEXES)
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
@@ -151,6 +166,24 @@ class EditStore:
                 if query == "immutable=1" or os.access(self.path.parent, os.W_OK):
                     raise
         raise AssertionError("unreachable")
+
+    def _migrate(self) -> None:
+        """Give a log from before conflict detection its normalised subject and question."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(edits)")}
+        if "subject_norm" in columns:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("ALTER TABLE edits ADD COLUMN subject_norm TEXT")
+            self.db.execute("ALTER TABLE edits ADD COLUMN question_norm TEXT")
+            rows = self.db.execute("SELECT id, subject, question FROM edits").fetchall()
+            self.db.executemany("UPDATE edits SET subject_norm = ?, question_norm = ? WHERE id = ?",
+                                [(normalise(s), normalise(q), i) for i, s, q in rows])
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _errors(self, doing: str):
@@ -199,12 +232,13 @@ class EditStore:
         return json.loads(row[0]) if row else default
 
     # -- writes --------------------------------------------------------------------------------
-    def add(self, edits: Sequence[NewEdit], conflict: str = "supersede"
+    def add(self, edits: Sequence[NewEdit], conflict: str = EXACT, threshold: float = 1.0
             ) -> tuple[list[int], list[int]]:
         """Append edits in one committed transaction; returns (new ids, ids they superseded).
 
-        With `conflict="supersede"`, a live edit with the same subject and question as a new one
-        (also one earlier in the same batch) is marked superseded; it stays in the log.
+        Unless `conflict` is keep_all, a live edit of the same normalised subject that asks the
+        same thing as a new one (lte.memory.conflicts; also one earlier in the same batch) is
+        marked superseded by it; it stays in the log and comes back if the new one is deleted.
         """
         now = time.time()
         ids: list[int] = []
@@ -213,17 +247,19 @@ class EditStore:
         try:
             for e in edits:
                 vec = np.ascontiguousarray(e.vector, dtype=np.float32)
+                subject_norm, question_norm = normalise(e.subject), normalise(e.question)
                 cur.execute(
                     "INSERT INTO edits (case_id, subject, question, target_new, key_text, "
-                    "descriptor, record_json, vector, status, superseded_by, created, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    "descriptor, record_json, vector, status, superseded_by, created, updated, "
+                    "subject_norm, question_norm) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
                     (e.case_id, e.subject, e.question, e.target_new, e.key_text, e.descriptor,
-                     json.dumps(e.record), vec.tobytes(), LIVE, now, now))
+                     json.dumps(e.record), vec.tobytes(), LIVE, now, now, subject_norm,
+                     question_norm))
                 new_id = int(cur.lastrowid)
-                if conflict == "supersede":
-                    old = [r[0] for r in cur.execute(
-                        "SELECT id FROM edits WHERE status = 'live' AND subject = ? AND "
-                        "question = ? AND id != ?", (e.subject, e.question, new_id))]
+                if conflict != KEEP_ALL:
+                    old = self._conflicting(cur, new_id, conflict, threshold, subject_norm,
+                                            question_norm, vec)
                     for old_id in old:
                         cur.execute("UPDATE edits SET status = ?, superseded_by = ?, updated = ? "
                                     "WHERE id = ?", (SUPERSEDED, new_id, now, old_id))
@@ -239,10 +275,30 @@ class EditStore:
         self._acknowledge()
         return ids, superseded
 
-    def delete(self, ids: Sequence[int]) -> list[int]:
-        """Mark live edits deleted (kept in the log); returns the ids that were live."""
+    @staticmethod
+    def _conflicting(cur, new_id: int, rule: str, threshold: float, subject_norm: str,
+                     question_norm: str, vec: np.ndarray) -> list[int]:
+        """Live edits (other than `new_id`) that the new edit supersedes under `rule`."""
+        if not subject_norm:  # no subject: the exact question only (lte.memory.conflicts)
+            rows = cur.execute("SELECT id, question_norm, vector FROM edits WHERE status = 'live' "
+                               "AND subject_norm = '' AND question_norm = ? AND id != ?",
+                               (question_norm, new_id)).fetchall()
+        else:
+            rows = cur.execute("SELECT id, question_norm, vector FROM edits WHERE status = 'live' "
+                               "AND subject_norm = ? AND id != ?",
+                               (subject_norm, new_id)).fetchall()
+        if not rows:
+            return []
+        old_vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        mask = supersedes(rule, threshold, subject_norm, question_norm, vec,
+                          [r[1] for r in rows], old_vecs)
+        return [int(r[0]) for r, hit in zip(rows, mask, strict=True) if hit]
+
+    def delete(self, ids: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Mark live edits deleted (kept in the log); returns (the ids that were live, the ids
+        they had superseded, live again)."""
         now = time.time()
-        done = []
+        done, restored = [], []
         cur = self._begin()
         try:
             for i in ids:
@@ -252,11 +308,22 @@ class EditStore:
                     cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
                                 (OP_DELETE, int(i), now))
                     done.append(int(i))
+                    # The edits it hid come back: deleting a correction restores what it corrected.
+                    back = [r[0] for r in cur.execute(
+                        "SELECT id FROM edits WHERE superseded_by = ? AND status = ?",
+                        (int(i), SUPERSEDED))]
+                    for old_id in back:
+                        cur.execute("UPDATE edits SET status = ?, superseded_by = NULL, "
+                                    "updated = ? WHERE id = ?", (LIVE, now, old_id))
+                        cur.execute("INSERT INTO log (op, edit_id, ts) VALUES (?, ?, ?)",
+                                    (OP_RESTORE, old_id, now))
+                    restored.extend(back)
             cur.execute("COMMIT")
         except BaseException as e:
             self._rollback(e, "delete from")
         self._acknowledge()
-        return done
+        # An id both restored and deleted in one call (delete([new, old])) ends deleted.
+        return done, [i for i in restored if i not in set(done)]
 
     def update(self, id_: int, *, descriptor: str | None = None, subject: str | None = None
                ) -> bool:
@@ -283,7 +350,18 @@ class EditStore:
     # -- reads ---------------------------------------------------------------------------------
     def get(self, id_: int) -> StoredEdit | None:
         row = self.db.execute(f"SELECT {_COLS} FROM edits WHERE id = ?", (int(id_),)).fetchone()
-        return _row_to_edit(row) if row else None
+        if not row:
+            return None
+        edit = _row_to_edit(row)
+        edit.supersedes = [r[0] for r in self.db.execute(
+            "SELECT id FROM edits WHERE superseded_by = ? ORDER BY id", (int(id_),))]
+        return edit
+
+    def recent_supersessions(self, n: int = 10) -> list[tuple[int, int]]:
+        """(superseded id, id of the edit that superseded it), the latest `n`, newest first."""
+        return [(int(a), int(b)) for a, b in self.db.execute(
+            "SELECT id, superseded_by FROM edits WHERE superseded_by IS NOT NULL "
+            "AND status = ? ORDER BY superseded_by DESC, id DESC LIMIT ?", (SUPERSEDED, n))]
 
     def texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """id -> (descriptor, subject), for the hits of a search."""

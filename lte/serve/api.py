@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI ingress deployment) over the memory shards and the Generator.
 
     POST   /v1/edits       {"edits": [{subject, prompt, target_new, ...}]}  -> {"ids": [...]}
-    GET    /v1/edits/{id}  -> the stored edit (404 when unknown or deleted)
+    GET    /v1/edits/{id}  -> the stored edit, its status, `superseded_by` and the ids it
+                           `supersedes` (404 when unknown or deleted)
     DELETE /v1/edits/{id}  -> {"deleted": id}
     POST   /v1/query       {"question", "k"?, "target"?, "generate"?, scoring fields?}
                            -> {"answer", "retrieved": [{id, descriptor, subject, score}], "score"?}
@@ -37,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lte.config import EmbedderConfig, ServeConfig
 from lte.serve.limits import BoundedRequests, RequestBounds
 from lte.serve.metrics import ingress_metrics
-from lte.serve.sharding import from_global, merge_hits, shard_of
+from lte.serve.sharding import SUBJECT, from_global, merge_hits, shard_of
 from lte.serve.validation import (
     ApiError,
     Limits,
@@ -125,7 +126,7 @@ class Api:
     def __init__(self, shards: list, generator, limits: Limits, default_k: int,
                  token_sha256: str, embedder: EmbedderConfig, batch_size: int,
                  batch_wait_s: float, torch_threads: int, auth: str,
-                 bounds: RequestBounds):
+                 bounds: RequestBounds, placement: str = SUBJECT):
         from lte.embedding import make_embedder
         from lte.serve.deployments import configure_batching, worker_pool
 
@@ -138,6 +139,7 @@ class Api:
         self.default_k = default_k
         self.token_sha256 = token_sha256
         self.reads_need_token = auth == "all"
+        self.placement = placement  # sharding.root_placement of the served folder
         REQUEST_BOUNDS.__dict__.update(bounds.__dict__)
 
     def _authorize(self, request: Request) -> None:
@@ -169,7 +171,7 @@ class Api:
         n = len(self.shards)
         groups: dict[int, list[int]] = {}
         for i, r in enumerate(records):
-            groups.setdefault(shard_of(r.subject, r.prompt, n), []).append(i)
+            groups.setdefault(shard_of(r.subject, r.prompt, n, self.placement), []).append(i)
         order = sorted(groups)
         results = await asyncio.gather(
             *(self.shards[s].add.remote([records[i] for i in groups[s]]) for s in order),
@@ -198,6 +200,7 @@ class Api:
             raise ApiError(404, "id", f"no edit with id {eid}")
         record = edit.get("record") or {}
         return {"id": eid, "status": edit["status"], "superseded_by": edit["superseded_by"],
+                "supersedes": edit.get("supersedes", []),
                 "case_id": edit["case_id"], "subject": edit["subject"],
                 "prompt": edit["question"], "target_new": edit["target_new"],
                 "descriptor": edit["descriptor"],

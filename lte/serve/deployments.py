@@ -120,6 +120,7 @@ class EditMemoryShard:
         out["id"] = edit_id
         if out.get("superseded_by") is not None:
             out["superseded_by"] = self._gid(out["superseded_by"])
+        out["supersedes"] = [self._gid(i) for i in out.get("supersedes", [])]
         return out
 
     async def delete(self, edit_ids: list[int]) -> int:

@@ -65,11 +65,12 @@ def build_app(cfg: ServeConfig, token: str):
     from lte.serve.deployments import EditMemoryShard, Generator
     from lte.serve.limits import RequestBounds
     from lte.serve.replicas import generator_scaling
-    from lte.serve.sharding import prepare_root
+    from lte.serve.sharding import prepare_root, root_placement
     from lte.serve.validation import Limits
 
     n = cfg.memory.shards
     folders = prepare_root(cfg.memory_dir, n, cfg.memory.embedder.name)
+    placement = root_placement(cfg.memory_dir)
     common = {"max_ongoing_requests": cfg.max_ongoing_requests,
               "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
     shards = [
@@ -90,7 +91,7 @@ def build_app(cfg: ServeConfig, token: str):
         ray_actor_options={"num_cpus": cfg.ingress_num_cpus},
     ).bind(shards, generator, Limits.from_config(cfg), cfg.memory.top_k, token_digest(token),
            cfg.memory.embedder, cfg.batch_size, cfg.batch_wait_s, cfg.torch_threads, cfg.auth,
-           RequestBounds.from_config(cfg))
+           RequestBounds.from_config(cfg), placement)
 
 
 def deploy_failure_line(message: str) -> str:

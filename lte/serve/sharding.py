@@ -1,9 +1,12 @@
 """Which shard holds an edit, and service ids that are unique across shards.
 
 Placement: an edit goes to the shard picked by a stable hash (BLAKE2b, not Python's salted
-`hash`) of its subject and question. Edits that may supersede one another (same subject and
-question) therefore meet in one shard's log, where EditMemory resolves the conflict exactly as a
-single memory would, and sharded search returns what single-shard search returns.
+`hash`) of its subject, case and whitespace folded (lte.memory.conflicts.normalise); an edit
+without a subject, by its question. Edits that may supersede one another (one subject, the same
+fact in any wording) therefore meet in one shard's log, where EditMemory resolves the conflict
+exactly as a single memory would, and sharded search returns what single-shard search returns.
+Folders first served before this rule (their `serve.json` names no placement) keep the one they
+were built with: the stripped subject and question.
 
 Ids: each shard's EditMemory numbers its own edits in its own log; the service id is
 `local_id * n_shards + shard`. An id names its shard (`id % n_shards`) without a lookup table,
@@ -20,15 +23,27 @@ from pathlib import Path
 
 from lte.errors import UserError
 from lte.layout import SERVE_MANIFEST
+from lte.memory.conflicts import normalise
+
+SUBJECT, SUBJECT_QUESTION = "subject", "subject+question"  # the latter: folders of before
 
 
-def placement_key(subject: str, prompt: str) -> str:
-    return f"{subject.strip()}\x1f{prompt.strip()}"
+def placement_key(subject: str, prompt: str, placement: str = SUBJECT) -> str:
+    if placement == SUBJECT_QUESTION:
+        return f"{subject.strip()}\x1f{prompt.strip()}"
+    return normalise(subject) or f"\x1f{normalise(prompt)}"
 
 
-def shard_of(subject: str, prompt: str, n_shards: int) -> int:
-    digest = hashlib.blake2b(placement_key(subject, prompt).encode("utf-8"), digest_size=8).digest()
+def shard_of(subject: str, prompt: str, n_shards: int, placement: str = SUBJECT) -> int:
+    key = placement_key(subject, prompt, placement)
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % n_shards
+
+
+def root_placement(root: str | Path) -> str:
+    """The placement rule of a served memory folder (prepare_root has checked its manifest)."""
+    content = json.loads((Path(root) / SERVE_MANIFEST).read_text())
+    return content.get("placement", SUBJECT_QUESTION)
 
 
 def to_global(local_id: int, shard: int, n_shards: int) -> int:
@@ -73,7 +88,8 @@ def prepare_root(root: str | Path, n_shards: int, embedder: str | None = None) -
             raise UserError(f"folder exists and has no {SERVE_MANIFEST}; serve a new or an lte serve "
                             "memory folder", file=str(root))
         root.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(json.dumps({"shards": n_shards, "embedder": embedder}) + "\n")
+        manifest.write_text(json.dumps({"shards": n_shards, "embedder": embedder,
+                                        "placement": SUBJECT}) + "\n")
     return [shard_dir(root, i) for i in range(n_shards)]
 
 

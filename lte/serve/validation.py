@@ -7,18 +7,16 @@ before anything is stored, which is why a rejected batch writes nothing.
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+# The edit object's fields and text checks are lte.data.edit_objects' (shared with edit files).
+from lte.data.edit_objects import MAX_LIST_ITEMS, FieldError, parse_edit_object
+from lte.data.edit_objects import check_text as _check_text
+from lte.data.edit_objects import json_type as _json_type
 from lte.data.record import EditRecord
 
-# Fields a client may send for one edit; anything else is refused, so typos do not pass silently.
-REQUIRED_EDIT_FIELDS = ("subject", "prompt", "target_new")
-OPTIONAL_TEXT_FIELDS = ("case_id",)
-OPTIONAL_LIST_FIELDS = ("ground_truth", "rephrase_prompts")
 QUERY_FIELDS = ("question", "k", "target", "generate")
 # Scoring fields of a query (what `lte eval --serve` needs; lte.eval.remote): several targets
 # scored at once, hits beyond the prompt's k (for hit@k), descriptors given instead of retrieved
@@ -26,10 +24,6 @@ QUERY_FIELDS = ("question", "k", "target", "generate")
 # `fluency_*`: the reference's sampled Fluency text of the bare question (lte.modeling.sampling).
 SCORING_QUERY_FIELDS = ("targets", "hits_k", "descriptors", "max_new_tokens", "min_new_tokens",
                         "fluency_tokens", "fluency_seed", "fluency_case_id")
-MAX_LIST_ITEMS = 64  # strings in one list field of an edit
-# Terminal escape sequences (CSI such as "\x1b[31m", OSC, two-character ESC forms): what is left
-# of them once the control characters are gone ("[31m") is not text a person typed.
-_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 class ApiError(Exception):
@@ -88,28 +82,10 @@ def parse_json(raw: bytes, limits: Limits) -> Any:
 
 
 def check_text(value: Any, field: str, limits: Limits) -> str:
-    if not isinstance(value, str):
-        raise ApiError(422, field, f"must be a string, got {_json_type(value)}")
-    if not value.strip():
-        raise ApiError(422, field, "must not be empty")
-    if not visible_text(value):
-        raise ApiError(422, field, "has no visible characters (only control, format or "
-                       "escape characters such as \\u200b or \\x1b[31m)")
-    if len(value) > limits.max_field_chars:
-        raise ApiError(422, field, f"has {len(value)} characters; the limit is {limits.max_field_chars}")
-    if "\x00" in value:
-        raise ApiError(422, field, "must not contain NUL characters")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates such as "\ud800" survive json.loads
-        raise ApiError(422, field, "is not valid Unicode (lone surrogate)") from None
-    return value
-
-
-def visible_text(value: str) -> str:
-    """The text without escape sequences, control/format/separator characters and whitespace."""
-    return "".join(ch for ch in _ESCAPE_SEQUENCE.sub("", value)
-                   if unicodedata.category(ch)[0] not in "CZ" and not ch.isspace())
+        return _check_text(value, field, limits.max_field_chars)
+    except FieldError as e:
+        raise ApiError(422, e.field, e.message) from None
 
 
 def _check_object(payload: Any, field: str, allowed: tuple[str, ...]) -> dict:
@@ -136,32 +112,15 @@ def parse_edits(payload: Any, limits: Limits) -> list[EditRecord]:
     if len(edits) > limits.max_edits_per_request:
         raise ApiError(413, "edits", f"has {len(edits)} edits; the limit per request is "
                        f"{limits.max_edits_per_request}")
-    allowed = REQUIRED_EDIT_FIELDS + OPTIONAL_TEXT_FIELDS + OPTIONAL_LIST_FIELDS
-    return [_parse_edit(_check_object(e, f"edits[{i}]", allowed), f"edits[{i}]", limits)
-            for i, e in enumerate(edits)]
-
-
-def _parse_edit(edit: dict, where: str, limits: Limits) -> EditRecord:
-    for name in REQUIRED_EDIT_FIELDS:
-        if name not in edit:
-            raise ApiError(422, f"{where}.{name}", "missing")
-    text = {n: check_text(edit[n], f"{where}.{n}", limits) for n in REQUIRED_EDIT_FIELDS}
-    case_id = edit.get("case_id")
-    case_id = (check_text(case_id, f"{where}.case_id", limits) if case_id is not None
-               else f"serve-{uuid.uuid4().hex}")
-    lists = {}
-    for name in OPTIONAL_LIST_FIELDS:
-        value = edit.get(name, [])
-        if not isinstance(value, list):
-            raise ApiError(422, f"{where}.{name}", f"must be a list of strings, got "
-                           f"{_json_type(value)}")
-        if len(value) > MAX_LIST_ITEMS:
-            raise ApiError(422, f"{where}.{name}", f"has {len(value)} items; the limit is "
-                           f"{MAX_LIST_ITEMS}")
-        lists[name] = [check_text(v, f"{where}.{name}[{j}]", limits) for j, v in enumerate(value)]
-    return EditRecord(case_id=case_id, subject=text["subject"], prompt=text["prompt"],
-                      target_new=text["target_new"], ground_truth=lists["ground_truth"],
-                      rephrase_prompts=lists["rephrase_prompts"], source="serve")
+    out = []
+    for i, edit in enumerate(edits):
+        try:
+            out.append(parse_edit_object(edit, source="serve", max_chars=limits.max_field_chars,
+                                         case_id=lambda: f"serve-{uuid.uuid4().hex}"))
+        except FieldError as e:
+            raise ApiError(422, f"edits[{i}].{e.field}" if e.field else f"edits[{i}]",
+                           e.message) from None
+    return out
 
 
 def parse_query(payload: Any, limits: Limits, default_k: int) -> Query:
@@ -227,10 +186,3 @@ def parse_edit_id(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(422, "id", f"must be a non-negative integer edit id, got {text[:40]!r}")
     return int(text)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(value), type(value).__name__)
