@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -124,13 +123,9 @@ def test_export_goes_beside_the_model_or_to_the_user_cache(tmp_path, monkeypatch
     assert export_dir(model).parent == model.resolve() / ".lte-onnx"
     assert export_dir(model, str(tmp_path / "c")).parent == tmp_path / "c"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    os.chmod(model, 0o555)
-    try:
-        if os.access(model, os.W_OK):
-            pytest.skip("running as a user who can write a read-only folder (root)")
-        assert export_dir(model).parent == tmp_path / "xdg" / "lte" / "onnx"
-    finally:
-        os.chmod(model, 0o755)
+    # A read-only install (root can write anywhere, so the check itself is stood in for).
+    monkeypatch.setattr("lte.embedding_onnx.os.access", lambda path, mode: False)
+    assert export_dir(model).parent == tmp_path / "xdg" / "lte" / "onnx"
 
 
 def test_pipeline_is_read_from_the_models_own_files():
