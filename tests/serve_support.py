@@ -130,7 +130,9 @@ class RayHead:
     every Ray instance of the machine.
     """
 
-    def __init__(self, root: Path, num_cpus: int):
+    def __init__(self, root: Path, num_cpus: int, env: dict | None = None):
+        """`env`: the head's environment beyond Ray's auth; the cluster's actors (Serve's
+        controller, proxy, replicas) inherit it, not the driver's."""
         import secrets
         import tempfile
 
@@ -141,39 +143,52 @@ class RayHead:
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.head_env = {**(env or {}), **self.env}
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = root / "ray-head.log"
-        self._procs: list[psutil.Process] = []
 
     @property
     def address(self) -> str:
         return f"{self._node_ip}:{self.port}"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Up to `attempts` starts: Ray gives its raylet a fixed 30 s to register with the GCS,
+        which a loaded 2-core box can miss; the start then fails and is simply retried."""
+        for attempt in range(1, attempts + 1):
+            if self._start_once():
+                return
+            self._kill_tree()
+            if attempt < attempts:
+                self.port = free_port()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        raise RuntimeError(f"ray start failed {attempts} times:\n"
+                           f"{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def _start_once(self) -> bool:
         ray = Path(sys.executable).with_name("ray")
         cmd = [str(ray), "start", "--head", f"--port={self.port}", f"--num-cpus={self.num_cpus}",
                "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={self.temp_dir}",
                "--disable-usage-stats", "--block"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **self.env},
+                                         env={**os.environ, **self.head_env},
                                          start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
-        ready = re.compile(r"ray start --address='([^']+)'")
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n"
-                                   f"{self.log_path.read_text(errors='replace')[-3000:]}")
+        ready = re.compile(rf"ray start --address='([^']+):{self.port}'")
+        while time.monotonic() < deadline and self.proc.poll() is None:
             found = ready.search(self.log_path.read_text(errors="replace"))
             if found:
-                self._node_ip = found.group(1).rsplit(":", 1)[0]
-                return
+                self._node_ip = found.group(1)
+                return True
             time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"ray start not up after {START_TIMEOUT_S}s")
+        return False
 
     def stop(self) -> None:
+        self._kill_tree()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _kill_tree(self) -> None:
         """SIGTERM (ray start stops its processes), then SIGKILL the tree as it was."""
         if self.proc is None:
             return
@@ -189,7 +204,7 @@ class RayHead:
         except subprocess.TimeoutExpired:
             pass
         _kill(procs)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.proc = None
 
 
 def _kill(procs: list[psutil.Process]) -> None:
