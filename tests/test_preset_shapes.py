@@ -7,11 +7,14 @@ special tokens and chat format (tests/chat_support.py), and change what a CPU ca
 override below says why). The stages, as a user runs them:
 1. corpus build (`build_corpus`, local engine) from the preset's corpus YAML;
 2. `launch/align.sh configs/align/<preset>.yaml`: 2 optimizer steps of ZeRO-3 over 2 gloo
-   processes with the preset's own `configs/deepspeed/zero3.json`, batch sizes and packing;
+   processes with the preset's own `configs/deepspeed/zero3.json`, bf16, micro batch, gradient
+   checkpointing and packing (global batch 16, not 128);
 3. `lte eval` (the CLI) on 5 edits of the aligned final/ with the preset's model settings
    (chat format, trust_remote_code, dtype);
 4. `lte serve --config configs/serve/<preset>.yaml` joined to one Ray cluster shared by the four
-   presets (the presets' `ray_address`), 5 edits in, one query answered over HTTP.
+   presets (the presets' `ray_address`; token auth), 5 edits in over HTTP, one query whose
+   answer and teacher-forced argmax are those of the family-format prompt in this process.
+Measured under load (README, Tests): the serve step is most of the time.
 """
 
 from __future__ import annotations
