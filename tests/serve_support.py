@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,10 +44,12 @@ def tiny_model_path(tmp_dir: Path) -> str:
 class ServerProcess:
     """`python -m lte serve` in its own session; the whole process tree can be SIGKILLed."""
 
-    def __init__(self, memory_dir: Path, model: str, token: str, shards: int, log: Path,
-                 extra: tuple[str, ...] = ()):
+    def __init__(self, memory_dir: Path, model: str, token: str, shards: int | None, log: Path,
+                 extra: tuple[str, ...] = (), config: Path | None = None,
+                 env: dict | None = None):
+        """`shards` None: the config's; `env` is added to the server's (e.g. Ray's auth)."""
         self.memory_dir, self.model, self.token, self.shards = memory_dir, model, token, shards
-        self.log_path, self.extra = log, extra
+        self.log_path, self.extra, self.config, self.env = log, extra, config, env or {}
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -59,10 +63,14 @@ class ServerProcess:
 
     def start(self) -> None:
         self.port = free_port()
-        env = {**os.environ, "LTE_API_TOKEN": self.token, "RAY_AUTH_MODE": "disabled"}
+        env = {**os.environ, "LTE_API_TOKEN": self.token, "RAY_AUTH_MODE": "disabled",
+               **self.env}
         cmd = [sys.executable, "-m", "lte", "serve", "--port", str(self.port),
-               "--memory-dir", str(self.memory_dir), f"memory.shards={self.shards}",
-               f"model.name_or_path={self.model}", *self.extra]
+               "--memory-dir", str(self.memory_dir),
+               *(["--config", str(self.config)] if self.config else []),
+               f"model.name_or_path={self.model}",
+               *([f"memory.shards={self.shards}"] if self.shards is not None else []),
+               *self.extra]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
@@ -112,6 +120,91 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             pass
         _kill(procs)
+
+
+class RayHead:
+    """`ray start --head --block` with Ray's token auth, for `lte serve ray_address=...` runs.
+
+    Its temp folder is its own (so `ray_address=auto` elsewhere on the machine never finds it)
+    and it is stopped by killing its own process tree, never with `ray stop`, which would stop
+    every Ray instance of the machine.
+    """
+
+    def __init__(self, root: Path, num_cpus: int, env: dict | None = None):
+        """`env`: the head's environment beyond Ray's auth; the cluster's actors (Serve's
+        controller, proxy, replicas) inherit it, not the driver's."""
+        import secrets
+        import tempfile
+
+        self.root, self.num_cpus = root, num_cpus
+        # short: Ray's socket paths under the temp folder must fit in 107 bytes
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        token = root / "ray-auth-token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.head_env = {**(env or {}), **self.env}
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = root / "ray-head.log"
+
+    @property
+    def address(self) -> str:
+        return f"{self._node_ip}:{self.port}"
+
+    def start(self, attempts: int = 3) -> None:
+        """Up to `attempts` starts: Ray gives its raylet a fixed 30 s to register with the GCS,
+        which a loaded 2-core box can miss; the start then fails and is simply retried."""
+        for attempt in range(1, attempts + 1):
+            if self._start_once():
+                return
+            self._kill_tree()
+            if attempt < attempts:
+                self.port = free_port()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        raise RuntimeError(f"ray start failed {attempts} times:\n"
+                           f"{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def _start_once(self) -> bool:
+        ray = Path(sys.executable).with_name("ray")
+        cmd = [str(ray), "start", "--head", f"--port={self.port}", f"--num-cpus={self.num_cpus}",
+               "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={self.temp_dir}",
+               "--disable-usage-stats", "--block"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **self.head_env},
+                                         start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        ready = re.compile(rf"ray start --address='([^']+):{self.port}'")
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            found = ready.search(self.log_path.read_text(errors="replace"))
+            if found:
+                self._node_ip = found.group(1)
+                return True
+            time.sleep(0.5)
+        return False
+
+    def stop(self) -> None:
+        self._kill_tree()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _kill_tree(self) -> None:
+        """SIGTERM (ray start stops its processes), then SIGKILL the tree as it was."""
+        if self.proc is None:
+            return
+        try:
+            root = psutil.Process(self.proc.pid)
+            # collected first: Ray's agents outlive a killed raylet, re-parented to init
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill(procs)
+        self.proc = None
 
 
 def _kill(procs: list[psutil.Process]) -> None:
