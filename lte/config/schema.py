@@ -247,9 +247,6 @@ class ROMEConfig(Schema):
     """the rewritten matrix (its input is the key, its output the value)"""
     fact_token: str = "subject_last"
     """where key and value are read: subject_last (the paper) | last (the prompt's last token)"""
-    prompt_format: str = "raw"
-    """how edits are written and scored: raw text (EasyEdit) | chat (the model's chat template,
-    as LTE and no-edit are scored: for a model that never saw raw text)"""
     v_steps: int = 25
     """Adam steps optimising the new value (EasyEdit v_num_grad_steps)"""
     v_lr: float = 0.5
@@ -271,7 +268,6 @@ class ROMEConfig(Schema):
 
     def check(self, p: Problems) -> None:
         p.choice("rome.fact_token", self.fact_token, ("subject_last", "last"))
-        p.choice("rome.prompt_format", self.prompt_format, ("raw", "chat"))
         p.positive("rome.v_steps", self.v_steps)
         p.positive("rome.cov_texts", self.cov_texts)
 

@@ -7,18 +7,23 @@ One edit (subject s, prompt p, new target o) is a rank-one update of one MLP out
    ROME's context templates) of W's input at the last token of s in x_j + p.
 2. **Value** v* = v + delta, where v is W's output at that token of the bare prompt and delta
    (added to that output during the forward pass) minimises
-   -log p(o | x_j + p) averaged over j, + kl_factor x KL(before || after) of the next-token
-   distribution after s in "{s} is a" (keeps what s is), + v_weight_decay x |delta| / |v|^2, with
-   |delta| clamped to clamp_norm_factor x |v| after each Adam step.
+   -log p(o | x_j + p) averaged over j, + kl_factor x KL(after || before) of the next-token
+   distribution after s in "{s} is a" (keeps what s is; EasyEdit's direction), + v_weight_decay
+   x |delta| / |v|^2, with |delta| clamped to clamp_norm_factor x |v| after each Adam step
+   (v_steps - 1 steps: the last loss is only scored, as in EasyEdit; early stop at loss 0.05).
 3. **Update** W += (v* - W k) u^T / (u . k), u = C^-1 k* / |C^-1 k*|, k the key of the bare
    prompt and C = E[k k^T] over text tokens (the paper's key covariance). Wikipedia is not
    available offline, so C is estimated on the questions and answers of the evaluated file
    itself (`rome.cov_texts` texts, plus a small ridge so it inverts); `mom2_adjustment: false`
-   uses C = I, as EasyEdit's LLaMA config does.
+   uses C = I, as EasyEdit's LLaMA config does. C^-1 is computed once per file (`prepare`) and
+   the context templates once per method, as EasyEdit caches both.
 
 Batch and sequential protocols apply ROME edit after edit (each on the already edited weights);
 `reset` restores W, so independent runs start from the same weights. Prompts are raw text, as
 EasyEdit scores ROME.
+
+Cost per edit: v_steps forward+backward passes over the (templates + 1) rewriting rows; the loss
+reads the LM head only at the target and KL positions.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from lte.data.record import EditRecord
 from lte.editor import LTEEditor
 from lte.eval import hparams
 from lte.eval.ftl import layer_module
-from lte.prompts import CHAT, RAW
+from lte.prompts import RAW
 
 _START_WORDS = ("The", "Therefore", "Because", "I", "You")  # ROME's context-template seeds
 
@@ -77,10 +82,10 @@ def stats_texts(records: list[EditRecord], limit: int) -> list[str]:
 class ROME:
     name = "rome"
     retrieves = False
+    fmt = RAW
 
     def __init__(self, editor: LTEEditor, cfg: ROMEConfig, seed: int = 0):
         self.editor, self.cfg, self.seed = editor, cfg, seed
-        self.fmt = CHAT if cfg.prompt_format == "chat" else RAW
         self.layer = hparams.resolve_layer(cfg.layer, editor.model, "rome_layer")
         self.module = layer_module(editor.model, self.layer, cfg.module, "rome")
         self.original = self.module.weight.detach().clone()
