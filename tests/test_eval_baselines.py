@@ -122,3 +122,47 @@ def test_reference_single_wording_is_a_switch():
 
     with pytest.raises(UserError):
         EvalConfig(prompt_variant="mine")
+
+
+def _target_logprob(editor, fmt, question, target):
+    """Mean teacher-forced log-prob of the target's tokens after `question`."""
+    prompt, t_ids = fmt.encode(editor.tokenizer, question, [], target)
+    with torch.no_grad():
+        logits = editor.model(input_ids=torch.tensor([prompt + t_ids[:-1]])).logits[0]
+    lp = torch.log_softmax(logits[len(prompt) - 1:], -1)
+    return lp[torch.arange(len(t_ids)), torch.tensor(t_ids)].mean().item()
+
+
+def _next_tokens(editor, prompts):
+    with torch.no_grad():
+        return [editor.model(input_ids=torch.tensor([p])).logits[0, -1].argmax().item()
+                for p in prompts]
+
+
+@pytest.mark.data
+def test_rome_on_a_real_zsre_edit_finds_the_subject_and_raises_the_target(shipped, shared_data):
+    from lte.data.readers import read_records
+    from lte.eval.rome import ROME, subject_last_in_ids
+    from lte.prompts import CHAT
+
+    tok = shipped.tokenizer
+    records = read_records(str(shared_data / "knowedit" / "ZsRE-test-all.json"))
+    edit = records[0]  # Which family does Epaspidoceras belong to? -> Noctuidae
+    # The key is read at the subject's last token however the prompt is templated.
+    for fmt in (RAW, CHAT):
+        ids = fmt.encode(tok, edit.prompt, [], "")[0]
+        at = subject_last_in_ids(tok, ids, edit.subject)
+        assert tok.decode(ids[:at + 1]).endswith(edit.subject)
+        assert not tok.decode(ids[:at]).endswith(edit.subject)
+    rome = ROME(shipped, ROMEConfig(layer=0, context_templates=[[5, 2]]), seed=0)
+    rome.prepare(records[:50])
+    unrelated = [RAW.encode(tok, r.prompt, [], "")[0] for r in records[1:6]]
+    before = _target_logprob(shipped, RAW, edit.prompt, edit.target_new)
+    answers = _next_tokens(shipped, unrelated)
+    rome.insert([edit])
+    # The 3-layer scratch model reads little of the subject's position at the answer (see the
+    # README), so a real multi-token ZsRE target rises without becoming the argmax.
+    assert _target_logprob(shipped, RAW, edit.prompt, edit.target_new) > before + 1.0
+    assert _next_tokens(shipped, unrelated) == answers  # other subjects' answers stay
+    rome.reset()
+    assert _target_logprob(shipped, RAW, edit.prompt, edit.target_new) == pytest.approx(before)

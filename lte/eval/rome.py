@@ -7,18 +7,23 @@ One edit (subject s, prompt p, new target o) is a rank-one update of one MLP out
    ROME's context templates) of W's input at the last token of s in x_j + p.
 2. **Value** v* = v + delta, where v is W's output at that token of the bare prompt and delta
    (added to that output during the forward pass) minimises
-   -log p(o | x_j + p) averaged over j, + kl_factor x KL(before || after) of the next-token
-   distribution after s in "{s} is a" (keeps what s is), + v_weight_decay x |delta| / |v|^2, with
-   |delta| clamped to clamp_norm_factor x |v| after each Adam step.
+   -log p(o | x_j + p) averaged over j, + kl_factor x KL(after || before) of the next-token
+   distribution after s in "{s} is a" (keeps what s is; EasyEdit's direction), + v_weight_decay
+   x |delta| / |v|^2, with |delta| clamped to clamp_norm_factor x |v| after each Adam step
+   (v_steps - 1 steps: the last loss is only scored, as in EasyEdit; early stop at loss 0.05).
 3. **Update** W += (v* - W k) u^T / (u . k), u = C^-1 k* / |C^-1 k*|, k the key of the bare
    prompt and C = E[k k^T] over text tokens (the paper's key covariance). Wikipedia is not
    available offline, so C is estimated on the questions and answers of the evaluated file
    itself (`rome.cov_texts` texts, plus a small ridge so it inverts); `mom2_adjustment: false`
-   uses C = I, as EasyEdit's LLaMA config does.
+   uses C = I, as EasyEdit's LLaMA config does. C^-1 is computed once per file (`prepare`) and
+   the context templates once per method, as EasyEdit caches both.
 
 Batch and sequential protocols apply ROME edit after edit (each on the already edited weights);
 `reset` restores W, so independent runs start from the same weights. Prompts are raw text, as
 EasyEdit scores ROME.
+
+Cost per edit: v_steps forward+backward passes over the (templates + 1) rewriting rows; the loss
+reads the LM head only at the target and KL positions.
 """
 
 from __future__ import annotations
@@ -37,13 +42,17 @@ _START_WORDS = ("The", "Therefore", "Because", "I", "You")  # ROME's context-tem
 
 def subject_last_index(tokenizer, text: str, subject: str) -> int:
     """Index, in `tokenizer(text)` ids, of the subject's last token (the last token if absent)."""
-    ids = tokenizer(text)["input_ids"]
-    pos = text.find(subject)
-    if pos < 0:
-        pos = text.lower().find(subject.lower())
-    if pos < 0 or not subject:
+    return subject_last_in_ids(tokenizer, list(tokenizer(text)["input_ids"]), subject)
+
+
+def subject_last_in_ids(tokenizer, ids: list[int], subject: str) -> int:
+    """Index of the token that completes the subject's first occurrence in `ids` (however the
+    text around it was templated); the last token if the subject is absent."""
+    folded = subject.lower()
+    if not subject or folded not in tokenizer.decode(ids).lower():
         return len(ids) - 1
-    return min(len(tokenizer(text[:pos + len(subject)])["input_ids"]), len(ids)) - 1
+    return next(i for i in range(len(ids))
+                if folded in tokenizer.decode(ids[:i + 1]).lower())
 
 
 def _right_pad(seqs, pad_id: int, device):
@@ -81,7 +90,7 @@ class ROME:
         self.module = layer_module(editor.model, self.layer, cfg.module, "rome")
         self.original = self.module.weight.detach().clone()
         self._templates: list[str] | None = None
-        self._cov = None  # key covariance of the prepared file (None: identity)
+        self._cov_inv = None  # inverse key covariance of the prepared file (None: I)
 
     # ---- Method protocol ---------------------------------------------------------------------
 
@@ -96,10 +105,14 @@ class ROME:
 
     def prepare(self, records: list[EditRecord]) -> None:
         """Once per evaluated file, on the unedited weights: its key covariance."""
+        import torch
+
         self.reset()
         self.templates()
-        self._cov = (self.key_covariance(stats_texts(records, self.cfg.cov_texts))
-                     if self.cfg.mom2_adjustment else None)
+        self._cov_inv = None
+        if self.cfg.mom2_adjustment:  # inverted once, as EasyEdit caches its inverse
+            cov = self.key_covariance(stats_texts(records, self.cfg.cov_texts))
+            self._cov_inv = torch.linalg.inv(cov)
 
     def insert(self, records):
         for r in records:
@@ -162,56 +175,72 @@ class ROME:
         ridge = self.cfg.cov_ridge * torch.diagonal(cov).mean()
         return cov + ridge * torch.eye(d, dtype=cov.dtype, device=device)
 
-    def _inputs_outputs(self, seqs, lookups):
-        """(W's input, W's output) at each sequence's lookup position, unedited forward."""
-        import torch
-
-        got: dict = {}
-
-        def grab(_m, inputs, out):
-            got["k"], got["v"] = inputs[0].detach(), out.detach()
-
-        ids, mask = _right_pad(seqs, self.editor.pad_id, self.editor.device)
-        with torch.no_grad(), self._hook(grab):
-            self.editor.model(input_ids=ids, attention_mask=mask)
-        rows = torch.arange(len(seqs), device=ids.device)
-        at = torch.tensor(lookups, device=ids.device)
-        return got["k"][rows, at].float(), got["v"][rows, at].float()
-
-    def _lookup(self, text: str, subject: str) -> int:
+    def _lookup(self, ids: list[int], subject: str) -> int:
         if self.cfg.fact_token == "last":
-            return len(self.editor.tokenizer(text)["input_ids"]) - 1
-        return subject_last_index(self.editor.tokenizer, text, subject)
+            return len(ids) - 1
+        return subject_last_in_ids(self.editor.tokenizer, ids, subject)
+
+    def _rewriting_batch(self, record: EditRecord):
+        """Template + prompt + target[:-1] per context template, then "{subject} is a".
+
+        Returns (sequences, lookup positions, target (row, column, token) triples) or None when
+        the target has no tokens; column c of row r predicts the token.
+        """
+        tok = self.editor.tokenizer
+        seqs, lookups, targets = [], [], []
+        for row, template in enumerate(self.templates()):
+            text = template.format(record.prompt)
+            p_ids, t_ids = self.fmt.encode(tok, text, [], record.target_new)
+            if not t_ids:
+                return None
+            seqs.append(p_ids + t_ids[:-1])
+            lookups.append(self._lookup(p_ids, record.subject))
+            targets += [(row, len(p_ids) - 1 + j, t) for j, t in enumerate(t_ids)]
+        kl_ids = list(tok(f"{record.subject} is a")["input_ids"])
+        seqs.append(kl_ids)
+        lookups.append(self._lookup(kl_ids, record.subject))
+        return seqs, lookups, targets
 
     def apply(self, record: EditRecord) -> None:
         """One ROME edit of the current weights."""
         import torch
         import torch.nn.functional as F
 
-        cfg, tok, model = self.cfg, self.editor.tokenizer, self.editor.model
-        device = self.editor.device
-        # Rewriting sequences: template + prompt + target[:-1]; the target is predicted.
-        seqs, lookups, targets = [], [], []
-        for template in self.templates():
-            text = template.format(record.prompt)
-            p_ids, t_ids = RAW.encode(tok, text, [], record.target_new)
-            if not t_ids:
-                return
-            seqs.append(p_ids + t_ids[:-1])
-            lookups.append(self._lookup(text, record.subject))
-            targets.append([(len(p_ids) - 1 + j, t) for j, t in enumerate(t_ids)])
-        n_rw = len(seqs)
-        kl_text = f"{record.subject} is a"
-        seqs.append(list(tok(kl_text)["input_ids"]))
-        lookups.append(self._lookup(kl_text, record.subject))
-
-        keys, _ = self._inputs_outputs(seqs[:n_rw], lookups[:n_rw])
-        k_star = keys.mean(0)
-        k_bare, v_bare = keys[0], self._inputs_outputs(seqs[:1], lookups[:1])[1][0]
-
+        cfg, model, device = self.cfg, self.editor.model, self.editor.device
+        batch = self._rewriting_batch(record)
+        if batch is None:
+            return
+        seqs, lookups, targets = batch
+        n_rw = len(seqs) - 1  # the last row is the KL prompt
         ids, mask = _right_pad(seqs, self.editor.pad_id, device)
         rows = torch.arange(len(seqs), device=device)
         at = torch.tensor(lookups, device=device)
+        t_row, t_col, t_tok = (torch.tensor(c, device=device) for c in zip(*targets, strict=True))
+        per_row = torch.zeros(n_rw, device=device).index_add_(
+            0, t_row, torch.ones(len(targets), device=device))
+
+        head = model.get_output_embeddings()
+
+        def scores():
+            """(log-prob of each target token, the KL row's log-probs) of one forward pass."""
+            # The head only where it is read: most positions' logits are never scored.
+            hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = head(torch.cat([hidden[t_row, t_col], hidden[n_rw, lookups[n_rw]][None]]))
+            lp = F.log_softmax(logits.float(), -1)
+            return lp[:-1].gather(1, t_tok[:, None]).squeeze(1), lp[-1]
+
+        # One unedited pass: the keys (W's inputs) and the bare prompt's value (W's output) at the
+        # lookup token of every row, and the KL prompt's distribution before the edit.
+        got: dict = {}
+
+        def grab(_m, inputs, out):
+            got["k"], got["v"] = inputs[0].detach()[rows, at].float(), out.detach()[rows, at]
+
+        with torch.no_grad(), self._hook(grab):
+            _, kl_init = scores()
+        k_star = got["k"][:n_rw].mean(0)
+        k_bare, v_bare = got["k"][0], got["v"][0].float()  # row 0: the "{}" template
+
         delta = torch.zeros_like(v_bare, requires_grad=True)
 
         def add_delta(_m, _inputs, out):
@@ -224,24 +253,21 @@ class ROME:
             p.requires_grad_(False)
         opt = torch.optim.Adam([delta], lr=cfg.v_lr)
         max_norm = cfg.clamp_norm_factor * v_bare.norm()
-        kl_init = None
         try:
             with torch.enable_grad(), self._hook(add_delta):
-                for _ in range(cfg.v_steps):
+                for step in range(cfg.v_steps):
                     opt.zero_grad()
-                    logp = F.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(),
-                                         -1)
-                    nll = torch.stack([
-                        -torch.stack([logp[i, pos, t] for pos, t in targets[i]]).mean()
-                        for i in range(n_rw)]).mean()
-                    kl_logp = logp[n_rw, lookups[n_rw]]
-                    if kl_init is None:
-                        kl_init = kl_logp.detach()
-                    kl = F.kl_div(kl_logp, kl_init, log_target=True, reduction="sum")
+                    target_lp, kl_lp = scores()
+                    nll = (torch.zeros(n_rw, device=device).index_add_(0, t_row, -target_lp)
+                           / per_row).mean()
+                    # EasyEdit's direction: KL(after || before), summed over the vocabulary.
+                    kl = F.kl_div(kl_init, kl_lp, log_target=True, reduction="sum")
                     decay = cfg.v_weight_decay * delta.norm() / v_bare.norm() ** 2
-                    if nll.item() < 5e-2:  # ROME's early stop
+                    loss = nll + cfg.kl_factor * kl + decay
+                    # ROME's early stop; its last step is scored, not taken.
+                    if loss.item() < 5e-2 or step == cfg.v_steps - 1:
                         break
-                    (nll + cfg.kl_factor * kl + decay).backward()
+                    loss.backward()
                     opt.step()
                     with torch.no_grad():
                         if delta.norm() > max_norm:
@@ -253,8 +279,8 @@ class ROME:
 
         with torch.no_grad():
             u = k_star.double()
-            if self._cov is not None:
-                u = torch.linalg.solve(self._cov, u)
+            if self._cov_inv is not None:
+                u = self._cov_inv @ u
             u = (u / u.norm()).float()
             right = delta.detach() / torch.dot(k_bare, u)
             w = self.module.weight
