@@ -374,6 +374,12 @@ class EditMemory:
         self._applied_seq = self.store.last_seq()
         self._last_change = time.monotonic()
 
+    def tune_search(self) -> dict | None:
+        """Tune the index's search setting for `target_recall` on the edits held now (build does
+        this once all edits are in; retraining does it each time). The next snapshot keeps it."""
+        with self._lock:
+            return self.index.tune()
+
     def _live_source(self):
         return self.store.live_vectors(self.dim)
 
@@ -449,6 +455,7 @@ class EditMemory:
                 "ivf_lists": self.index.nlist if self.index.is_ivf else None,
                 "index_trained_at": self.index.trained_at or None,
                 "gpu": self.index.uses_gpu(),
+                "search_tuning": self.index.tuning,
                 "embedder": self.cfg.embedder.name, "dim": self.dim, "key": self.cfg.key,
                 "conflict": self.cfg.conflict, "threshold": self.threshold,
                 "last_seq": self.store.last_seq(), "snapshot_seq": self._snapshot_seq,
@@ -469,6 +476,7 @@ class EditMemory:
                 "embedder": self.cfg.embedder.name, "dim": self.dim, "index": self.cfg.index,
                 "ivf_lists": self.index.nlist, "trained_at": self.index.trained_at,
                 "last_seq": seq, "vectors": self.index.ntotal,
+                "search_tuning": self.index.tuning,
                 "index_crc32": _crc32(self.folder / INDEX_FILE), "written": time.time(),
             }
             _write_atomic(self.folder / INDEX_META_FILE,
@@ -557,7 +565,7 @@ class EditMemory:
             return None, f"{INDEX_FILE} does not match its checksum"
         try:
             self.index.read(str(index_path), int(meta.get("trained_at", 0)),
-                            int(meta.get("ivf_lists", 0)))
+                            int(meta.get("ivf_lists", 0)), meta.get("search_tuning"))
         except (RuntimeError, ValueError) as e:
             return None, f"{INDEX_FILE} cannot be read ({str(e).splitlines()[0][:120]})"
         return meta, None
