@@ -38,8 +38,15 @@ def recall_at_1(index: VectorIndex, queries: np.ndarray, base: np.ndarray,
     return float(np.mean(scores[:, 0] >= exact - 1e-5))
 
 
+def near(rng, x: np.ndarray, n: int, noise: float) -> np.ndarray:
+    """n unit queries near stored vectors (as paraphrases are near their edit's key)."""
+    q = x[rng.integers(0, len(x), n)] + noise * rng.standard_normal((n, x.shape[1])).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("queries", ["held-out keys", "paraphrases"])
 @pytest.mark.parametrize("spec", ["IVF64,Flat", "HNSW16"])
-def test_tuner_meets_its_target_on_held_out_queries_and_records_the_value(spec):
+def test_tuner_meets_its_target_on_held_out_queries_and_records_the_value(spec, queries):
     rng = np.random.default_rng(7)
     d, n, target = 32, 6000, 0.95
     x = clustered(rng, n, d, centers=60, spread=0.6)
@@ -47,8 +54,10 @@ def test_tuner_meets_its_target_on_held_out_queries_and_records_the_value(spec):
     index = VectorIndex.from_config(d, MemoryConfig(index=spec, target_recall=target,
                                                     tune_queries=400, device="cpu"))
     index.rebuild(lambda: [(ids[:2500], x[:2500]), (ids[2500:], x[2500:])], n)
-    t = index.tuning
+    assert index.tuning is None  # the memory tunes after a rebuild, with its queries
+    t = index.tune(near(rng, x, 400, 0.25) if queries == "paraphrases" else None)
     param = "nprobe" if spec.startswith("IVF") else "ef_search"
+    assert t == index.tuning and t["query_source"] == queries
     assert t["param"] == param and t["target"] == target and t["queries"] == 400
     assert getattr(index, param) == t["value"]
     assert t["recall_at_1"] >= target
@@ -59,8 +68,7 @@ def test_tuner_meets_its_target_on_held_out_queries_and_records_the_value(spec):
         assert t["value"] < index.nlist  # clustered data: far fewer lists than all of them
     # Queries the tuner never saw (perturbed stored vectors) reach the target too, within the
     # sampling error of 400 tuning queries.
-    fresh = x[rng.integers(0, n, 500)] + 0.15 * rng.standard_normal((500, d)).astype(np.float32)
-    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    fresh = near(rng, x, 500, 0.25 if queries == "paraphrases" else 0.1)
     assert recall_at_1(index, fresh, x, ids) >= target - 0.04
 
 
@@ -74,7 +82,7 @@ def test_a_higher_target_never_chooses_a_smaller_setting():
         index = VectorIndex.from_config(d, MemoryConfig(index="IVF64,Flat", target_recall=target,
                                                         device="cpu"))
         index.rebuild(lambda: [(ids, x)], n)
-        chosen.append(index.tuning["value"])
+        chosen.append(index.tune()["value"])
     assert chosen == sorted(chosen)
     assert index.tuning["recall_at_1"] == 1.0 or chosen[-1] == index.nlist
 
@@ -86,7 +94,7 @@ def test_no_target_keeps_the_configured_setting():
     index = VectorIndex.from_config(32, MemoryConfig(index="IVF32,Flat", nprobe=5,
                                                      target_recall=None, device="cpu"))
     index.rebuild(lambda: [(ids, x)], 3000)
-    assert index.tuning is None and index.nprobe == 5
+    assert index.tune() is None and index.tuning is None and index.nprobe == 5
 
 
 def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reopen(tmp_path):
@@ -99,6 +107,7 @@ def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reope
                  "IVF32,Flat", "embedder.name=hashing", "target_recall=0.97"]) == 0
     meta = json.loads((out / "index.json").read_text())["search_tuning"]
     assert meta["param"] == "nprobe" and meta["target"] == 0.97
+    assert meta["query_source"] == "paraphrases"  # the world's edits carry rephrased questions
     assert meta["recall_at_1"] >= 0.97 and meta["at_vectors"] == 1500
     with EditMemory.open(out, readonly=True) as mem:
         assert mem.index.nprobe == meta["value"]

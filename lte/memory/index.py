@@ -154,7 +154,6 @@ class VectorIndex:
             self.index = self._empty()
             for ids, vecs in source():
                 self.index.add_with_ids(vecs, ids)
-            self.tune()
             return
         nlist = self.s.nlist or auto_nlist(n_live)
         idx = self._new_ivf(nlist)
@@ -166,7 +165,6 @@ class VectorIndex:
         for ids, vecs in source():
             idx.add_with_ids(vecs, ids)
         self.index, self.nlist, self.trained_at = idx, nlist, n_live
-        self.tune()
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -241,28 +239,35 @@ class VectorIndex:
     def tunable(self) -> bool:
         return self.s.kind == "hnsw" or self.is_ivf
 
-    def tune(self, seed: int = 0) -> dict | None:
+    def tune(self, queries: np.ndarray | None = None, seed: int = 0) -> dict | None:
         """Choose nprobe (IVF) or efSearch (HNSW) for `target_recall`; returns what was chosen.
 
-        Queries: up to `tune_queries` live vectors at a fixed stride; each must find the same
-        nearest other edit as exhaustive search over the same vectors (or one of equal score).
-        The smallest swept value that reaches the target is kept; if none does, the largest.
+        `queries`: questions of the memory's own edits that are not their stored keys (their
+        paraphrases); each must find a hit of the exhaustive top-1 score. Without them, up to
+        `tune_queries` stored keys are held out: each must find the same nearest *other* edit
+        as exhaustive search (an easier test: the key's own list or graph node is reached). The
+        smallest swept value that reaches the target is kept; if none does, the largest.
         """
         if self.target_recall is None or not self.tunable:
             self.tuning = None
             return None
-        live = self.ids()
-        if self.tombstones:
-            live = live[~np.isin(live, np.fromiter(self.tombstones, dtype=np.int64))]
-        n_q = min(self.tune_queries, len(live) - 1)
-        if n_q < 1:
-            self.tuning = None
-            return None
-        rng = np.random.default_rng(seed)
-        qids = np.sort(rng.choice(live, size=n_q, replace=False))
-        queries = np.stack([self.index.reconstruct(int(i)) for i in qids]).astype(np.float32)
-        exact_s, exact_i = self._exhaustive(queries, 2)
-        want = _other_top1(qids, exact_s, exact_i)
+        if queries is not None and len(queries):
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            qids = np.full(len(queries), -2, dtype=np.int64)  # matches no id: nothing excluded
+            source = "paraphrases"
+        else:
+            live = self.ids()
+            if self.tombstones:
+                live = live[~np.isin(live, np.fromiter(self.tombstones, dtype=np.int64))]
+            n_q = min(self.tune_queries, len(live) - 1)
+            if n_q < 1:
+                self.tuning = None
+                return None
+            rng = np.random.default_rng(seed)
+            qids = np.sort(rng.choice(live, size=n_q, replace=False))
+            queries = np.stack([self.index.reconstruct(int(i)) for i in qids]).astype(np.float32)
+            source = "held-out keys"
+        want = _other_top1(qids, *self._exhaustive(queries, 2))
         if self.s.kind == "hnsw":
             values, param = list(EF_SWEEP), "ef_search"
         else:
@@ -283,19 +288,21 @@ class VectorIndex:
                 break
         self._set_param(param, chosen)
         self.tuning = {"param": param, "value": int(chosen), "recall_at_1": sweep[chosen],
-                       "target": self.target_recall, "queries": int(n_q),
-                       "at_vectors": int(len(live)), "sweep": {str(k): r for k, r in sweep.items()}}
+                       "target": self.target_recall, "queries": int(len(queries)),
+                       "query_source": source, "at_vectors": int(self.n_live),
+                       "sweep": {str(k): r for k, r in sweep.items()}}
         return self.tuning
 
-    def apply_tuning(self, tuning: dict | None) -> None:
-        """Use a stored tuning (from a snapshot) when it was made for this memory's target."""
+    def apply_tuning(self, tuning: dict | None) -> bool:
+        """Use a stored tuning (from a snapshot) if it was made for this memory's target."""
         if (tuning and self.tunable and self.target_recall is not None
                 and tuning.get("target") == self.target_recall
                 and tuning.get("param") == ("ef_search" if self.s.kind == "hnsw" else "nprobe")):
             self._set_param(tuning["param"], int(tuning["value"]))
             self.tuning = tuning
-        else:
-            self.tune()
+            return True
+        self.tuning = None
+        return False
 
     def _set_param(self, param: str, value: int) -> None:
         setattr(self, param, int(value))

@@ -296,6 +296,19 @@ class EditStore:
                 out[id_] = (desc, subj)
         return out
 
+    def rephrases(self, ids: Sequence[int]) -> list[str]:
+        """The first paraphrased question of each of these edits that has one (tuning queries)."""
+        out = []
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            q = f"SELECT record_json FROM edits WHERE id IN ({','.join('?' * len(chunk))})"
+            for (text,) in self.db.execute(q, chunk):
+                prompts = json.loads(text).get("rephrase_prompts") or []
+                if prompts and isinstance(prompts[0], str) and prompts[0].strip():
+                    out.append(prompts[0])
+        return out
+
     def max_id(self) -> int:
         row = self.db.execute("SELECT MAX(id) FROM edits").fetchone()
         return int(row[0] or 0)
