@@ -363,7 +363,7 @@ def report(out_dir: Path) -> None:
         for name, m in (r.get("edit_quality") or {}).items():
             if isinstance(m, dict):
                 q_lines.append(f"| {r['n_distractors']:,} | {name} | {m.get('edit_succ', 0):.3f} | "
-                               f"{m.get('rephrase', m.get('generalization', 0)):.3f} | "
+                               f"{m.get('rephrase_succ', 0):.3f} | "
                                f"{m.get('locality', 0):.3f} |")
     text = "\n".join(lines) + "\n\n" + "\n".join(q_lines) + "\n"
     (Path(out_dir) / "results.md").write_text(text)
