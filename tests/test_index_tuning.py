@@ -97,7 +97,8 @@ def test_no_target_keeps_the_configured_setting():
     assert index.tune() is None and index.tuning is None and index.nprobe == 5
 
 
-def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reopen(tmp_path):
+def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reopen(tmp_path,
+                                                                                   capsys):
     from lte.cli import main
     from lte.data.synth import write_world
 
@@ -112,6 +113,10 @@ def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reope
     with EditMemory.open(out, readonly=True) as mem:
         assert mem.index.nprobe == meta["value"]
         assert mem.stats()["search_tuning"] == meta
+    capsys.readouterr()
+    assert main(["memory", "stats", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{"):])["search_tuning"] == meta
 
 
 @pytest.mark.parametrize("spec", ["Flat", "IVF32,Flat", "HNSW16"])
