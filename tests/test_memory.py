@@ -77,7 +77,7 @@ def test_index_top_k_equals_brute_force(spec):
     d, n = 32, 1500
     x, q = unit(rng, n, d), unit(rng, 40, d)
     ids = np.arange(1000, 1000 + n, dtype=np.int64)
-    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, device="cpu"))
+    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, target_recall=None, device="cpu"))
     index.rebuild(lambda: [(ids[:700], x[:700]), (ids[700:], x[700:])], n)
     if spec.startswith("IVF"):
         assert index.is_ivf and index.nlist >= 16
@@ -95,7 +95,7 @@ def test_index_remove_then_search_skips_removed(spec):
     d, n = 32, 1000
     x = unit(rng, n, d)
     ids = np.arange(n, dtype=np.int64)
-    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, device="cpu"))
+    index = VectorIndex.from_config(d, MemoryConfig(index=spec, nprobe=4096, ef_search=512, target_recall=None, device="cpu"))
     index.rebuild(lambda: [(ids, x)], n)
     gone = ids[::3]
     index.remove(gone.tolist())
@@ -123,7 +123,7 @@ def test_bad_index_spec_is_a_user_error():
 @pytest.mark.parametrize("spec", INDEX_SPECS)
 def test_memory_search_equals_brute_force_over_live_edits(tmp_path, spec):
     recs = records(800)
-    mem = EditMemory.create(tmp_path / "m", hashing_cfg(index=spec, nprobe=4096, ef_search=512,
+    mem = EditMemory.create(tmp_path / "m", hashing_cfg(index=spec, nprobe=4096, ef_search=512, target_recall=None,
                                                         add_chunk=300))
     ids = mem.add(recs)
     assert ids == sorted(ids) and len(set(ids)) == 800 and len(mem) == 800
@@ -210,7 +210,7 @@ def test_bad_records_are_user_errors_and_store_nothing(tmp_path):
 
 @pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF16,Flat"])
 def test_reopen_replays_the_log_after_the_snapshot(tmp_path, spec):
-    cfg = hashing_cfg(index=spec, nprobe=4096, ef_search=512)
+    cfg = hashing_cfg(index=spec, nprobe=4096, ef_search=512, target_recall=None)
     recs = records(1200)
     mem = EditMemory.create(tmp_path / "m", cfg)
     ids = mem.add(recs[:700])

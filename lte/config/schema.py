@@ -79,6 +79,11 @@ class MemoryConfig(Schema):
     """IVF lists searched per query: recall against latency"""
     ef_search: int = 128
     """HNSW candidate list per query: recall against latency"""
+    target_recall: float | None = 0.99
+    """nprobe / ef_search chosen at build and retrain time for this recall@1 of exact search on
+    held-out edits of the memory (None: nprobe and ef_search as set)"""
+    tune_queries: int = 1000
+    """held-out edits that target_recall is measured on"""
     retrain_factor: float = 4.0
     """retrain IVF centroids when live edits grow past this x trained"""
     device: str = "auto"
@@ -99,6 +104,9 @@ class MemoryConfig(Schema):
         p.positive("memory.shards", self.shards)
         p.positive("memory.nprobe", self.nprobe)
         p.positive("memory.ef_search", self.ef_search)
+        p.positive("memory.tune_queries", self.tune_queries)
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            p.add(f"memory.target_recall={self.target_recall!r} must be in (0, 1] or null")
         p.positive("memory.add_chunk", self.add_chunk)
         p.positive("memory.snapshot_every", self.snapshot_every)
         p.positive("memory.snapshot_every_s", self.snapshot_every_s)

@@ -61,6 +61,7 @@ def build_new(out: Path, cfg: MemoryConfig, records: Sequence[EditRecord], embed
     try:
         with EditMemory.create(tmp, cfg, embedder=embedder) as mem:
             ids = mem.add(records, show_progress=True)
+            mem.tune_search()  # for the size built, not the size of the last IVF training
             mem.snapshot()
             stats = mem.stats()
         if out.is_dir():

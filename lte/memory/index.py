@@ -12,6 +12,11 @@ Index structures (`MemoryConfig.index`):
   (39 per list), an exact flat index stands in; once the memory grows past `retrain_factor` times
   the size it was trained at, the centroids are trained again from the log's vectors.
 
+Search settings are tuned (`tune`) at build and retrain time: the smallest IVF nprobe / HNSW
+efSearch whose recall@1 against exhaustive search reaches `MemoryConfig.target_recall`, on
+held-out edits of the memory itself (each stored key searched for its nearest *other* edit, so
+the query's own vector does not make the neighbourhood look easier than a real question's).
+
 With faiss-gpu and CUDA (`lte.availability.faiss_gpu_available()`), searches go to a copy sharded
 over all GPUs, refreshed after changes; the CPU index stays the one that is changed and saved.
 """
@@ -34,6 +39,8 @@ POINTS_PER_LIST = 39
 # Cap of training points per centroid: more costs time without better centroids.
 TRAIN_POINTS_PER_LIST = 64
 TOMBSTONE_REBUILD = 0.2
+# efSearch values the tuner tries (HNSW); IVF tries nprobe = 1, 2, 4, ... nlist.
+EF_SWEEP = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
 
 VectorSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -70,10 +77,12 @@ class VectorIndex:
     @classmethod
     def from_config(cls, dim: int, cfg: MemoryConfig) -> VectorIndex:
         return cls(dim, cfg.index, nprobe=cfg.nprobe, ef_search=cfg.ef_search,
-                   retrain_factor=cfg.retrain_factor, device=cfg.device)
+                   retrain_factor=cfg.retrain_factor, device=cfg.device,
+                   target_recall=cfg.target_recall, tune_queries=cfg.tune_queries)
 
     def __init__(self, dim: int, spec: str, *, nprobe: int, ef_search: int,
-                 retrain_factor: float, device: str):
+                 retrain_factor: float, device: str, target_recall: float | None = None,
+                 tune_queries: int = 1000):
         """The search settings are MemoryConfig's fields (defaults there only): `from_config`."""
         import faiss
 
@@ -85,6 +94,8 @@ class VectorIndex:
         self.s = _parse(spec)
         self.nprobe, self.ef_search, self.retrain_factor = nprobe, ef_search, retrain_factor
         self.device = device
+        self.target_recall, self.tune_queries = target_recall, tune_queries
+        self.tuning: dict | None = None  # what `tune` chose and measured (None: not tuned)
         self.trained_at = 0  # live vectors when the IVF centroids were trained (0: untrained)
         self.nlist = 0
         self.tombstones: set[int] = set()
@@ -236,6 +247,106 @@ class VectorIndex:
             return self.index.search(queries, k)
         return self.index.search(queries, k, params=params)
 
+    # -- tuning ------------------------------------------------------------------------------
+    @property
+    def tunable(self) -> bool:
+        return self.s.kind == "hnsw" or self.is_ivf
+
+    def tune(self, queries: np.ndarray | None = None, seed: int = 0) -> dict | None:
+        """Choose nprobe (IVF) or efSearch (HNSW) for `target_recall`; returns what was chosen.
+
+        `queries`: questions of the memory's own edits that are not their stored keys (their
+        paraphrases); each must find a hit of the exhaustive top-1 score. Without them, up to
+        `tune_queries` stored keys are held out: each must find the same nearest *other* edit
+        as exhaustive search (an easier test: the key's own list or graph node is reached). The
+        smallest swept value that reaches the target is kept; if none does, the largest.
+        """
+        if self.target_recall is None or not self.tunable:
+            self.tuning = None
+            return None
+        if queries is not None and len(queries):
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            qids = np.full(len(queries), -2, dtype=np.int64)  # matches no id: nothing excluded
+            source = "paraphrases"
+        else:
+            live = self.ids()
+            if self.tombstones:
+                live = live[~np.isin(live, np.fromiter(self.tombstones, dtype=np.int64))]
+            n_q = min(self.tune_queries, len(live) - 1)
+            if n_q < 1:
+                self.tuning = None
+                return None
+            rng = np.random.default_rng(seed)
+            qids = np.sort(rng.choice(live, size=n_q, replace=False))
+            queries = np.stack([self.index.reconstruct(int(i)) for i in qids]).astype(np.float32)
+            source = "held-out keys"
+        want = _other_top1(qids, *self._exhaustive(queries, 2))
+        if self.s.kind == "hnsw":
+            values, param = list(EF_SWEEP), "ef_search"
+        else:
+            values, param = [], "nprobe"
+            v = 1
+            while v < self.nlist:
+                values.append(v)
+                v *= 2
+            values.append(self.nlist)
+        sweep = {}
+        chosen = values[-1]
+        for v in values:
+            got = _other_top1(qids, *self._search_at(param, v, queries, 2))
+            hit = (got[1] == want[1]) | (got[0] >= want[0] - 1e-5)
+            sweep[v] = round(float(hit.mean()), 4)
+            if sweep[v] >= self.target_recall:
+                chosen = v
+                break
+        self._set_param(param, chosen)
+        self.tuning = {"param": param, "value": int(chosen), "recall_at_1": sweep[chosen],
+                       "target": self.target_recall, "queries": int(len(queries)),
+                       "query_source": source, "at_vectors": int(self.n_live),
+                       "sweep": {str(k): r for k, r in sweep.items()}}
+        return self.tuning
+
+    def apply_tuning(self, tuning: dict | None) -> bool:
+        """Use a stored tuning (from a snapshot) if it was made for this memory's target."""
+        if (tuning and self.tunable and self.target_recall is not None
+                and tuning.get("target") == self.target_recall
+                and tuning.get("param") == ("ef_search" if self.s.kind == "hnsw" else "nprobe")):
+            self._set_param(tuning["param"], int(tuning["value"]))
+            self.tuning = tuning
+            return True
+        self.tuning = None
+        return False
+
+    def _set_param(self, param: str, value: int) -> None:
+        setattr(self, param, int(value))
+        self._hnsw_params = None
+        self._gpu_stale = True
+
+    def _search_at(self, param: str, value: int, queries: np.ndarray, k: int):
+        old = getattr(self, param)
+        self._set_param(param, value)
+        try:
+            return self.index.search(queries, k, params=self._params())
+        finally:
+            self._set_param(param, old)
+
+    def _exhaustive(self, queries: np.ndarray, k: int):
+        """Exact top-k over what the index holds: every IVF list, or HNSW's flat storage."""
+        f = self.faiss
+        if self.s.kind != "hnsw":
+            return self._search_at("nprobe", self.nlist, queries, k)
+        storage = f.downcast_index(self.index.index).storage
+        id_map = f.vector_to_array(self.index.id_map).astype(np.int64)
+        params = None
+        if self.tombstones:
+            dead = np.flatnonzero(np.isin(id_map, np.fromiter(self.tombstones, dtype=np.int64)))
+            batch = f.IDSelectorBatch(dead.astype(np.int64))
+            sel = f.IDSelectorNot(batch)
+            params = f.SearchParameters(sel=sel)
+        scores, pos = storage.search(queries, k, params=params) if params else \
+            storage.search(queries, k)
+        return scores, np.where(pos >= 0, id_map[np.maximum(pos, 0)], -1)
+
     # -- GPU ---------------------------------------------------------------------------------
     def uses_gpu(self) -> bool:
         if self.device == "cpu" or self.s.kind == "hnsw":  # faiss has no GPU HNSW
@@ -263,7 +374,7 @@ class VectorIndex:
     def write(self, path: str) -> None:
         self.faiss.write_index(self.index, path)
 
-    def read(self, path: str, trained_at: int, nlist: int) -> None:
+    def read(self, path: str, trained_at: int, nlist: int, tuning: dict | None = None) -> None:
         """Load a snapshot (faiss's own format: no pickle). Raises on a damaged file."""
         f = self.faiss
         index = f.read_index(path)
@@ -275,6 +386,7 @@ class VectorIndex:
         self.tombstones.clear()
         self._hnsw_params = None
         self._gpu_stale = True
+        self.apply_tuning(tuning)
 
     def memory_bytes(self) -> int:
         """Approximate RAM held by the index (vectors, codes, ids, graph)."""
@@ -282,6 +394,17 @@ class VectorIndex:
         writer = f.VectorIOWriter()
         f.write_index(self.index, writer)
         return int(writer.data.size())
+
+
+def _other_top1(qids: np.ndarray, scores: np.ndarray, ids: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(score, id) of each query's best hit that is not the query itself."""
+    not_self = ids != qids[:, None]
+    first = np.argmax(not_self, axis=1)
+    rows = np.arange(len(qids))
+    found = not_self[rows, first]
+    return (np.where(found, scores[rows, first], -np.inf),
+            np.where(found, ids[rows, first], -1))
 
 
 def _offset_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], stride: int

@@ -44,6 +44,8 @@ from lte.memory.index import VectorIndex
 from lte.memory.store import ADDING_OPS, LIVE, EditStore, NewEdit, StoredEdit
 
 FORMAT_VERSION = 1
+# Fewer edits with a paraphrase than this: the search setting is tuned on held-out keys.
+MIN_PARAPHRASES = 50
 
 
 class IndexRebuildWarning(UserWarning):
@@ -376,14 +378,42 @@ class EditMemory:
         old_removed = [i for i in removed if i not in added]
         self._n_live += int(keep.sum()) - len(old_removed)
         if self.index.wants_rebuild(self._n_live):
-            self.index.rebuild(self._live_source, self._n_live)
+            self._rebuild_index()
         else:
             self.index.add(add_ids[keep], vecs[keep])
             self.index.remove(old_removed)
             if self.index.wants_rebuild(self._n_live):
-                self.index.rebuild(self._live_source, self._n_live)
+                self._rebuild_index()
         self._applied_seq = self.store.last_seq()
         self._last_change = time.monotonic()
+
+    def _rebuild_index(self) -> None:
+        self.index.rebuild(self._live_source, self._n_live)
+        self._tune()
+
+    def tune_search(self, queries: np.ndarray | None = None) -> dict | None:
+        """Tune the index's search setting for `target_recall` on the edits held now (build does
+        this once all edits are in; retraining does it each time). The next snapshot keeps it.
+
+        `queries`: vectors of questions about stored edits that are not their keys; by default
+        the stored edits' own paraphrases (`rephrase_prompts`), embedded, or, where fewer than
+        `MIN_PARAPHRASES` edits have one, held-out keys (`VectorIndex.tune`).
+        """
+        with self._lock:
+            return self._tune(queries)
+
+    def _tune(self, queries: np.ndarray | None = None) -> dict | None:
+        if self.index.target_recall is None or not self.index.tunable:
+            self.index.tuning = None
+            return None
+        if queries is None:
+            rng = np.random.default_rng(0)
+            live = self.store.live_ids()
+            pick = rng.choice(live, size=min(self.cfg.tune_queries, len(live)), replace=False)
+            texts = self.store.rephrases(np.sort(pick).tolist())
+            if len(texts) >= min(MIN_PARAPHRASES, len(pick)) and texts:
+                queries = self.embedder.encode(texts)
+        return self.index.tune(queries)
 
     def _live_source(self):
         return self.store.live_vectors(self.dim)
@@ -460,6 +490,7 @@ class EditMemory:
                 "ivf_lists": self.index.nlist if self.index.is_ivf else None,
                 "index_trained_at": self.index.trained_at or None,
                 "gpu": self.index.uses_gpu(),
+                "search_tuning": self.index.tuning,
                 "embedder": self.cfg.embedder.name, "dim": self.dim, "key": self.cfg.key,
                 "conflict": self.cfg.conflict, "conflict_threshold": self.cfg.conflict_threshold,
                 "recent_supersessions": [{"id": old, "superseded_by": new} for old, new
@@ -483,6 +514,7 @@ class EditMemory:
                 "embedder": self.cfg.embedder.name, "dim": self.dim, "index": self.cfg.index,
                 "ivf_lists": self.index.nlist, "trained_at": self.index.trained_at,
                 "last_seq": seq, "vectors": self.index.ntotal,
+                "search_tuning": self.index.tuning,
                 "index_crc32": _crc32(self.folder / INDEX_FILE), "written": time.time(),
             }
             _write_atomic(self.folder / INDEX_META_FILE,
@@ -571,7 +603,7 @@ class EditMemory:
             return None, f"{INDEX_FILE} does not match its checksum"
         try:
             self.index.read(str(index_path), int(meta.get("trained_at", 0)),
-                            int(meta.get("ivf_lists", 0)))
+                            int(meta.get("ivf_lists", 0)), meta.get("search_tuning"))
         except (RuntimeError, ValueError) as e:
             return None, f"{INDEX_FILE} cannot be read ({str(e).splitlines()[0][:120]})"
         return meta, None
@@ -599,9 +631,11 @@ class EditMemory:
             warnings.warn(f"{self.folder}: {problem}; rebuilding the index from the edit log",
                           IndexRebuildWarning, stacklevel=3)
             self._rebuild()
+        elif self.index.tuning is None and self.index.tunable:
+            self._tune()  # a snapshot from before tuning, or tuned for another target
 
     def _rebuild(self) -> None:
-        self.index.rebuild(self._live_source, self._n_live)
+        self._rebuild_index()
         self._applied_seq = self.store.last_seq()
         self.snapshot()  # a reader leaves the snapshot to the writer
 
@@ -628,7 +662,7 @@ class EditMemory:
         self.index.remove([i for i in out if i in present])
         self._applied_seq = last
         if self.index.wants_rebuild(self._n_live):
-            self.index.rebuild(self._live_source, self._n_live)
+            self._rebuild_index()
 
     def _check_consistent(self) -> str | None:
         ids = self.index.ids()

@@ -374,6 +374,19 @@ class EditStore:
                 out[id_] = (desc, subj)
         return out
 
+    def rephrases(self, ids: Sequence[int]) -> list[str]:
+        """The first paraphrased question of each of these edits that has one (tuning queries)."""
+        out = []
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            q = f"SELECT record_json FROM edits WHERE id IN ({','.join('?' * len(chunk))})"
+            for (text,) in self.db.execute(q, chunk):
+                prompts = json.loads(text).get("rephrase_prompts") or []
+                if prompts and isinstance(prompts[0], str) and prompts[0].strip():
+                    out.append(prompts[0])
+        return out
+
     def max_id(self) -> int:
         row = self.db.execute("SELECT MAX(id) FROM edits").fetchone()
         return int(row[0] or 0)
@@ -421,8 +434,10 @@ class EditStore:
             last = int(ids[-1])
 
     def live_ids(self) -> np.ndarray:
-        rows = self.db.execute("SELECT id FROM edits WHERE status = 'live' ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        # Streamed from the cursor: a list of a million row tuples would cost ~100 MB of RSS
+        # that the allocator keeps after it is freed.
+        rows = self.db.execute("SELECT id FROM edits WHERE status = 'live' ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
         out = {LIVE: 0, SUPERSEDED: 0, DELETED: 0}
