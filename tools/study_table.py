@@ -36,18 +36,17 @@ def rows(run: Path, aggregation: str) -> list[str]:
             if r["aggregation"] != aggregation or r["dataset"] not in DATASETS:
                 continue
             key = (name, r["protocol"], r.get("phase", "final"), r["method"])
-            size = r["size"] if r["dataset"] != "wikibio-test-all" else None
-            grouped.setdefault(key, {}).setdefault(DATASETS[r["dataset"]], {})[size] = r
+            grouped.setdefault(key, {}).setdefault(DATASETS[r["dataset"]], {})[r["size"]] = r
     out = []
     for (name, protocol, phase, method), by_data in grouped.items():
-        sizes = sorted({s for runs in by_data.values() for s in runs if s is not None})
+        sizes = sorted({s for data, runs in by_data.items() if data != "WikiBio" for s in runs})
         for size in sizes:
             cells, hits = [], []
             for data, metrics in PER_DATASET.items():
                 runs = by_data.get(data, {})
-                r = runs.get(size) or (runs.get(None) if data == "WikiBio" else None)
-                if r is None and data == "WikiBio" and runs:  # WikiBio has 306 cases: its largest N
-                    r = runs[max(runs, key=lambda s: s or 0)]
+                r = runs.get(size)
+                if r is None and data == "WikiBio" and runs and size > max(runs):
+                    r = runs[max(runs)]  # WikiBio-test has 306 cases: N=1000 reads its largest N
                 m = r["metrics"] if r else {}
                 cells += [_pct(m.get(k)) for k in metrics]
                 hits.append(_pct(m.get("retrieval_hit1")))
