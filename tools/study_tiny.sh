@@ -100,8 +100,8 @@ base_args=(--base-model "$BASE_MODEL" baseline_model="${BASELINE_MODEL:-aligned}
 evaluate baselines-batch "$V" batch "$SIZES" --methods ice,ft-l,ft-m "${base_args[@]}" &
 evaluate baselines-sequential "$V" sequential "$SEQ_SIZES" --methods ice,ft-l,ft-m "${base_args[@]}" &
 wait
-if [[ ${SKIP_ROME:-0} != 1 ]]; then  # ROME on its own: the slowest method here
-  evaluate rome-batch "$V" batch "$SIZES" --methods rome "${base_args[@]}" &
+if [[ ${SKIP_ROME:-0} != 1 ]]; then  # ROME on its own: the slowest method (ROME_SIZES=100 to cap it)
+  evaluate rome-batch "$V" batch "${ROME_SIZES:-$SIZES}" --methods rome "${base_args[@]}" &
   evaluate rome-sequential "$V" sequential "$SEQ_SIZES" --methods rome "${base_args[@]}" &
   wait
 fi
