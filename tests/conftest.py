@@ -25,6 +25,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """faiss's OpenMP threads spin while waiting; on a shared 2-core box that costs minutes."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _cleanup_distributed_and_ray():
     # In-process DeepSpeed runs leave process-wide state behind (environment variables, HF's

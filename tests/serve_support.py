@@ -92,13 +92,7 @@ class ServerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
     def tree(self) -> list[psutil.Process]:
-        if self.proc is None:
-            return []
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return _tree(self.proc)
 
     def kill_tree(self) -> list[psutil.Process]:
         """SIGKILL the server and every process below it; returns the processes killed."""
@@ -113,13 +107,7 @@ class ServerProcess:
         if self.proc is None or self.proc.poll() is not None:
             self.kill_tree()
             return
-        procs = self.tree()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        _kill(procs)
+        _terminate(self.proc, timeout=60)
 
 
 class RayHead:
@@ -192,19 +180,31 @@ class RayHead:
         """SIGTERM (ray start stops its processes), then SIGKILL the tree as it was."""
         if self.proc is None:
             return
-        try:
-            root = psutil.Process(self.proc.pid)
-            # collected first: Ray's agents outlive a killed raylet, re-parented to init
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            procs = []
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        _kill(procs)
+        _terminate(self.proc, timeout=30)
         self.proc = None
+
+
+def _tree(proc: subprocess.Popen | None) -> list[psutil.Process]:
+    """proc and every process below it, as they are now."""
+    if proc is None:
+        return []
+    try:
+        root = psutil.Process(proc.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM proc, wait up to `timeout`, then SIGKILL its tree as it was before the signal
+    (collected first: children such as Ray's agents outlive their parent, re-parented to init)."""
+    procs = _tree(proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill(procs)
 
 
 def _kill(procs: list[psutil.Process]) -> None:

@@ -12,15 +12,7 @@ from lte.config import EmbedderConfig, MemoryConfig
 from lte.memory import EditMemory
 from lte.memory.index import VectorIndex
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread():
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def clustered(rng, n: int, d: int, centers: int, spread: float) -> np.ndarray:

@@ -20,15 +20,7 @@ from lte.memory.index import VectorIndex, auto_nlist
 INDEX_SPECS = ["Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ8x4", "IVFauto,Flat"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread():
-    """faiss's OpenMP threads spin while waiting; on a shared 2-core box that costs minutes."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def hashing_cfg(**kw) -> MemoryConfig:
