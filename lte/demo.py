@@ -70,6 +70,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     result = stages.run("6. shipped pre-aligned checkpoint answers held-out edits", _answer,
                         cfg, out, world, memory, ids)
     memory.close()
+    real = (stages.run("7. real-world edits (written for the demo)", _real_world, cfg, out, gate)
+            if cfg.real_edits else None)
 
     metrics = {
         "model": cfg.model,
@@ -85,10 +87,17 @@ def run_demo(cfg: DemoConfig) -> dict:
         "corpus": {k: corpus[k] for k in ("examples", "capability", "n_descriptors")
                    if k in corpus},
         "short_alignment": align,
+        "real_world": real,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _print_summary(metrics, result["table"], out)
     return metrics
+
+
+# Real questions about nothing the demo edits: their answers must not move.
+UNRELATED_QUESTIONS = ("What is the capital of France?", "Who painted the Mona Lisa?",
+                       "Which planet is closest to the Sun?")
+REAL_EDITS = Path(__file__).resolve().parent / "assets" / "demo-real-edits.jsonl"
 
 
 # ---- stages ------------------------------------------------------------------------------------
@@ -226,6 +235,47 @@ def _answer(cfg: DemoConfig, out: Path, records, memory, ids) -> dict:
     return result
 
 
+def _real_world(cfg: DemoConfig, out: Path, gate: dict) -> dict:
+    """A handful of real edits (lte/assets/demo-real-edits.jsonl), each asked in other words,
+    answered bare and with the memory; unrelated real questions before and after."""
+    from lte.config import EditorConfig, MemoryConfig
+    from lte.data.readers import read_records
+    from lte.editor import LTEEditor
+    from lte.memory import EditMemory
+    from lte.modeling.load import load_model_and_tokenizer
+
+    records = read_records(REAL_EDITS, "edit")
+    folder = out / "memory-real"
+    _clear_own(folder)
+    memory = EditMemory.create(folder, MemoryConfig(top_k=1, threshold=gate["threshold"]))
+    _mark_own(folder)
+    memory.add(records)
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    defaults = EditorConfig()
+    editor = LTEEditor(model, tokenizer, memory, top_k=1, batch_size=defaults.batch_size,
+                       max_new_tokens=defaults.model.max_new_tokens)
+    questions = [r.rephrase_prompts[0] for r in records] + list(UNRELATED_QUESTIONS)
+    before = editor.answer(questions, descriptors=[[] for _ in questions])
+    after = editor.answer(questions)
+    memory.close()
+    targets = [r.target_new for r in records] + [None] * len(UNRELATED_QUESTIONS)
+    rows = [{"question": q, "no_edit": b.text, "with_edit": a.text, "target_new": t,
+             "retrieved": a.hits[0].descriptor if a.hits else "",
+             "score": round(a.hits[0].score, 3) if a.hits else None}
+            for q, b, a, t in zip(questions, before, after, targets, strict=True)]
+    edited = rows[:len(records)]
+    unrelated = rows[len(records):]
+    return {"edits": len(records), "rows": rows,
+            "answered_new": sum(gives_answer(r["with_edit"], r["target_new"]) for r in edited),
+            "unrelated_unchanged": sum(r["no_edit"] == r["with_edit"] for r in unrelated),
+            "unrelated": len(unrelated)}
+
+
+def gives_answer(answer: str, target: str) -> bool:
+    """The answer gives the new object (the generation may run on after it)."""
+    return " ".join(answer.casefold().split()).startswith(" ".join(target.casefold().split()))
+
+
 def _before_after(editor, records) -> list[dict]:
     """A paraphrased question, answered bare and with the retrieved edit; an unrelated question."""
     questions = [r.rephrase_prompts[0] if r.rephrase_prompts else r.prompt for r in records]
@@ -280,4 +330,13 @@ def _print_summary(metrics: dict, table: list[dict], out: Path) -> None:
     for k in ("edit_succ", "rephrase_succ", "locality", "retrieval_hit1", "gen_em",
               "portability"):
         print(f"{k:18s} {_fmt(metrics.get(k)):>10s} {_fmt(plain.get(k)):>10s}")
+    real = metrics.get("real_world")
+    if real:
+        print(f"\n=== real-world edits: {real['answered_new']}/{real['edits']} answered with the "
+              f"new object, {real['unrelated_unchanged']}/{real['unrelated']} unrelated answers "
+              f"unchanged ===")
+        for row in real["rows"]:
+            new = f"   (new answer: {row['target_new']})" if row["target_new"] else ""
+            print(f"Q: {row['question']}\n   no edit {row['no_edit']!r} / with edit "
+                  f"{row['with_edit']!r}{new}")
     print(f"\nwritten: {out / 'metrics.json'}")

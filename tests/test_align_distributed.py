@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from serve_support import _kill, _tree
 
 from lte.align.checkpoint import newest_checkpoint
 from lte.layout import read_meta
@@ -49,23 +50,11 @@ def _finish(proc: subprocess.Popen, out: Path, timeout: float = 900) -> str:
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
+        _kill(_tree(proc))  # torchrun puts workers in sessions of their own
         raise
     text = (out.parent / f"{out.name}.log").read_text(errors="replace")
     assert rc == 0, text[-4000:]
     return text
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the launcher and every worker (torchrun puts workers in sessions of their own)."""
-    import psutil
-
-    root = psutil.Process(pid)
-    for p in [*root.children(recursive=True), root]:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _logged_losses(text: str) -> list[float]:
@@ -90,12 +79,12 @@ def test_zero3_partitions_resumes_after_a_kill_and_saves_the_trained_weights(smo
         ckpt = newest_checkpoint(out)
         logged = _logged_losses(log_path.read_text(errors="replace"))
         if ckpt is not None and len(logged) > int(ckpt.name.split("-")[1]):
-            _kill_tree(proc.pid)
+            _kill(_tree(proc))
             killed_at = int(ckpt.name.split("-")[1])
             break
         time.sleep(0.1)
     if killed_at is None:
-        _kill_tree(proc.pid)
+        _kill(_tree(proc))
     proc.wait(timeout=60)
     assert killed_at is not None and killed_at < 6, "the run ended before it could be killed"
     first = _logged_losses(log_path.read_text(errors="replace"))
@@ -203,7 +192,7 @@ def test_preemption_signal_saves_a_checkpoint_at_the_current_step_and_resume_con
     try:
         rc = proc.wait(timeout=300)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
+        _kill(_tree(proc))
         raise
     text = log_path.read_text(errors="replace")
     assert rc == 0, text[-4000:]

@@ -12,6 +12,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+REAL_ANSWERED = 5  # of the 6 real edits, answered with the new object (6 when shipped)
+
+
 def test_demo_small_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "WANDB_MODE": "offline"}
@@ -33,6 +36,12 @@ def test_demo_small_end_to_end(tmp_path):
     assert "before / after" in proc.stdout and "stage times" in proc.stdout
     assert (out / "memory" / ".made-by-lte-demo").is_file()
     assert (out / "align" / ".made-by-lte-demo").is_file()
+    # The real-world part: the demo's own real edits, asked in other words.
+    real = metrics["real_world"]
+    assert real["edits"] == 6 and len(real["rows"]) == 9
+    assert real["unrelated_unchanged"] == real["unrelated"] == 3  # the gate hides the edits
+    assert real["answered_new"] >= REAL_ANSWERED, real["rows"]
+    assert "real-world edits" in proc.stdout
 
 
 def test_demo_refuses_to_replace_folders_it_did_not_make(tmp_path, capsys):

@@ -125,10 +125,7 @@ def test_shipped_checkpoint_applies_an_edit_it_has_never_seen():
     assert hits >= 15, f"{hits}/20 edits answered exactly"  # 18/20 when shipped
 
 
-def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
-    """tools/make_tiny_checkpoint.py end to end at toy size: the YAML recipe with overrides,
-    data, tokenizer, training, held-out evaluation by lte.eval, a checkpoint whose meta says how
-    to remake it, and --eval-only on it reproducing its final figures."""
+def _recipe_module(monkeypatch):
     import importlib.util
     from pathlib import Path
 
@@ -137,16 +134,28 @@ def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
     recipe = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, recipe)  # dataclasses look their module up
     spec.loader.exec_module(recipe)
+    return recipe
+
+
+TOY_RECIPE = ["steps=4", "eval_every=2", "train_edits=30", "eval_edits=8",
+              "final_eval_edits=8", "model.hidden_size=32", "model.num_hidden_layers=2",
+              "model.num_attention_heads=2", "model.num_key_value_heads=2",
+              "model.intermediate_size=64", "model.vocab_size=400", "batch_size=8",
+              "unknown_people=20"]
+
+
+def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
+    """tools/make_tiny_checkpoint.py end to end at toy size: the YAML recipe with overrides,
+    data, tokenizer, training, held-out evaluation by lte.eval, a checkpoint whose meta says how
+    to remake it, and --eval-only on it reproducing its final figures. Synthetic world only
+    (real_corpus=null): the real part is the next test's."""
+    recipe = _recipe_module(monkeypatch)
     shipped = recipe.load_config(recipe.RecipeConfig, recipe.RECIPE)
     assert shipped.model.hidden_size == 128 and sum(shipped.mix.values()) == pytest.approx(1.0)
     with pytest.raises(UserError, match="steps"):
         recipe.parse_args(["steps=many"])
     out = tmp_path / "tiny"
-    overrides = ["steps=4", "eval_every=2", "train_edits=30", "eval_edits=8",
-                 "final_eval_edits=8", "model.hidden_size=32", "model.num_hidden_layers=2",
-                 "model.num_attention_heads=2", "model.num_key_value_heads=2",
-                 "model.intermediate_size=64", "model.vocab_size=400", "batch_size=8",
-                 "unknown_people=20"]
+    overrides = [*TOY_RECIPE, "real_corpus=null", "real_dev=null"]
     meta = recipe.main(["--out", str(out), *overrides])
     assert meta["steps"] == 4 and len(meta["curve"]) == 2
     assert "steps=4" in meta["command"] and meta["data_seed"] == 1
@@ -158,5 +167,49 @@ def test_recipe_fast_path_builds_a_loadable_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "tiny.log.jsonl").read_text().count("\n") == 2
     model, tok = load_model_and_tokenizer(str(out))
     assert model.config.hidden_size == 32 and tok.chat_template
-    again = recipe.main(["--out", str(out), "--eval-only", "final_eval_edits=8"])
+    again = recipe.main(["--out", str(out), "--eval-only", "final_eval_edits=8", "real_dev=null"])
     assert again["heldout_final"] == pytest.approx(final)
+    assert "real_edit_succ" not in final
+
+
+def test_recipe_real_part_trains_on_leakage_filtered_sources_with_new_objects(
+        tmp_path, monkeypatch, shared_data):
+    """The shipped recipe's real part at toy size: real training edits without any subject of
+    the evaluation files, new objects per variant drawn from the sources' answers, a tokenizer
+    that knows real words, and development figures on counterfact-val in the meta."""
+    from lte.corpus.sources import evaluation_subjects, subject_key
+    from lte.embedding import Embedder
+
+    recipe = _recipe_module(monkeypatch)
+    cfg = recipe.load_config(recipe.RecipeConfig, recipe.RECIPE,
+                             ["real_edits=300"])
+    assert cfg.real_corpus and cfg.mix.get("real", 0) > 0
+    real = recipe.RealEdits(cfg, Embedder())
+    assert len(real.records) == 300 and real.dropped > 0
+    corpus = recipe.load_config(recipe.CorpusConfig, cfg.real_corpus, [])
+    banned = {subject_key(s) for subs in evaluation_subjects(corpus.evaluation).values()
+              for s in subs}
+    assert not {subject_key(r.subject) for r in real.records} & banned
+    first, second = real.variant(), real.variant()
+    changed = [a.target_new != b.target_new for a, b in zip(first, second, strict=True)]
+    assert 0.6 < sum(changed) / len(changed) < 1.0  # real_fresh_share 0.8 per variant
+    assert all(r.target_new in real.pool for r, o in zip(second, real.records, strict=True)
+               if r.target_new != o.target_new)
+    buckets = real.buckets()
+    assert buckets["real"] and all(ex.with_edit for ex in buckets["real"])
+
+    out = tmp_path / "tiny"
+    meta = recipe.main(["--recipe", str(recipe.RECIPE),
+                        "--out", str(out), *TOY_RECIPE, "real_edits=60", "real_dev_edits=8",
+                        "real_final_edits=8", "model.vocab_size=1200"])
+    final = meta["heldout_final"]
+    assert final["real_n"] == 8 and 0 <= final["real_edit_succ"] <= 1
+    assert 0 <= final["real_gated_locality"] <= 1 and "real_edit_succ" in meta["curve"][0]
+    _, tok = load_model_and_tokenizer(str(out))
+    synthetic_only = train_tokenizer(synth.record_texts(synth.synth_records(30, 1)), 1200)
+    answers = [r.target_new for r in real.records]
+
+    def tokens(t):
+        return sum(len(ids) for ids in t(answers, add_special_tokens=False)["input_ids"])
+
+    assert tokens(tok) < 0.8 * tokens(synthetic_only)  # real words: fewer, longer tokens

@@ -5,10 +5,12 @@
 
 The settings are a YAML recipe (--recipe, default configs/recipe/tiny.yaml) loaded into
 `RecipeConfig` by `lte.config.load_config`, with `key.sub=value` overrides. Reads top to bottom:
-synthetic world -> parallel examples (lte.corpus.construct, distractors from the corpus stage's
-MiniLM top-5 of other subjects) -> byte-level BPE trained on that text -> tiny LLaMA ->
-training with held-out evaluation every `eval_every` steps -> the best checkpoint, with the
-command, data seeds and measured figures in lte_meta.json.
+synthetic world, and the real training sources of `real_corpus` (read and leakage-filtered by the
+corpus stage's `load_inputs`) -> parallel examples (lte.corpus.construct, distractors from the
+corpus stage's MiniLM top-5 of other subjects) -> byte-level BPE trained on that text -> tiny
+LLaMA -> training with held-out evaluation every `eval_every` steps (synthetic held-out people,
+and real development edits, `real_dev`) -> the best checkpoint, with the command, data seeds and
+measured figures in lte_meta.json.
 
 Held-out evaluation is the embedded default's protocol, computed by `lte eval`'s code (an
 `EditMemory` with MiniLM keys holding all held-out edits, `LTEEditor`, `lte.eval.scoring`):
@@ -21,13 +23,16 @@ query's descriptor retrieved top-1 from the memory.
   locality   fraction of answer tokens of locality questions whose argmax with the retrieved
              descriptor equals the argmax without any edit (`lte eval`'s locality);
   gated_*    the same with the memory's relevance gate at `gate` (a question whose best hit is
-             below it is asked bare).
+             below it is asked bare);
+  real_*     Edit Succ (rewrite question), rephrase and locality of the real development edits,
+             each retrieved from a memory of all of them (`lte eval`'s batch protocol).
 
 What is the recipe's own is the curriculum, in a plain PyTorch loop rather than the HF Trainer
 (lte.align): an auxiliary all-token loss that is switched off after a warm-up (it grows the
 copying circuit early), and batches drawn with fixed shares per capability from data regenerated
 with fresh objects as training goes on (so memorising an edit never pays and only copying from
-the context does). The Trainer gives neither cheaply.
+the context does): made-up names for the world's people, other records' answers for the real
+edits. The Trainer gives neither cheaply.
 """
 
 from __future__ import annotations
@@ -53,7 +58,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lte.align.checkpoint import code_version  # noqa: E402
-from lte.config import CorpusConfig, EmbedderConfig, MemoryConfig, load_config  # noqa: E402
+from lte.config import (  # noqa: E402
+    CorpusConfig,
+    CorpusSource,
+    EmbedderConfig,
+    MemoryConfig,
+    load_config,
+)
 from lte.corpus.construct import (  # noqa: E402
     LINGUISTIC,
     OUT_OF_SCOPE,
@@ -93,6 +104,8 @@ from lte.prompts import IGNORE_INDEX, tokenize_chat  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "recipe" / "tiny.yaml"
 BUCKETS = ("in", "port", "out", "bare", "ling")
+REAL_BUCKETS = ("real", "real_out")  # edits of the real training sources (`real_corpus`)
+REAL_MAX_CHARS = 160  # real descriptors longer than this (WikiBio passages) are left out
 # Teacher-forced scoring only: no fluency sample, a one-token answer for exact match.
 SCORE = ScoreOptions(hit_k=1, fluency_cases=0, fluency_tokens=1, max_new_tokens=1, fluency_seed=0)
 
@@ -124,6 +137,14 @@ class RecipeConfig:
     max_minutes: float = 0.0
     stop_at: int = 0
     gate: float = 0.84
+    real_corpus: str | None = None
+    real_edits: int = 0
+    real_fresh_share: float = 0.8
+    real_object_share: float = 0.0
+    real_dev: str | None = None
+    real_dev_edits: int = 200
+    real_final_edits: int = 500
+    real_weight: float = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,14 +160,20 @@ def distractor_indices(embedder: Embedder, records: list[EditRecord], k: int = 5
     return [[index[d] for d in by_key[record_key(r)]] for r in records]
 
 
-def variant(world: World, base: list[EditRecord], v: int, cfg: RecipeConfig) -> list[EditRecord]:
-    """The training edits with new objects drawn afresh for variant v."""
+def variant(world: World, base: list[EditRecord], v: int, cfg: RecipeConfig,
+            real_pool: list[str] | None = None) -> list[EditRecord]:
+    """The training edits with new objects drawn afresh for variant v (a share of the made-up
+    ones replaced by real answers from `real_pool`, so real words are copied after the world's
+    questions too)."""
     rng = random.Random(f"{cfg.seed}:{world.seed}:variant:{v}")
     out = []
     for rec in base:
         r = RELATION_INDEX[_relation(rec)]
         i = int(rec.case_id.split(":")[-1])
         target = fresh_object(r, rng) if rng.random() < cfg.fresh_share else None
+        if target is not None and real_pool and cfg.real_object_share > 0 \
+                and rng.random() < cfg.real_object_share:
+            target = rng.choice(real_pool)
         portability = {}
         if target is None:
             pool = RELATIONS[r].pool
@@ -184,8 +211,9 @@ class Batches:
     """Batches with fixed shares per bucket; in-scope examples are drawn without replacement and
     a new variant (new objects) is built when they run out."""
 
-    def __init__(self, world, base, distractors, instructions, tokenizer, cfg: RecipeConfig):
-        self.world, self.base, self.distractors = world, base, distractors
+    def __init__(self, world, base, distractors, instructions, tokenizer, cfg: RecipeConfig,
+                 real: RealEdits | None = None):
+        self.world, self.base, self.distractors, self.real = world, base, distractors, real
         self.instructions, self.tok, self.cfg = instructions, tokenizer, cfg
         self.rng = random.Random(f"{cfg.seed}:batches")
         self.v = -1
@@ -198,7 +226,8 @@ class Batches:
 
     def next_variant(self):
         self.v += 1
-        recs = variant(self.world, self.base, self.v, self.cfg)
+        pool = self.real.pool if self.real else None
+        recs = variant(self.world, self.base, self.v, self.cfg, pool)
         descs = [r.descriptor for r in recs]
         pairs = [(rec, [descs[j] for j in nb])
                  for rec, nb in zip(recs, self.distractors, strict=True)]
@@ -210,7 +239,7 @@ class Batches:
             ubase = [replace(to_edit_record(d, source="synth-unknown"),
                              case_id=f"u{self.v}:{d['case_id']}")
                      for d in generate_world(self.cfg.unknown_people, uworld.seed)]
-            for rec in variant(uworld, ubase, self.v, self.cfg):
+            for rec in variant(uworld, ubase, self.v, self.cfg, pool):
                 # Distractors: the retrieved neighbours of a known edit of the same relation
                 # (the same question template, as MiniLM's top-5 mostly are).
                 k = self.rng.choice(self.by_relation[_relation(rec)])
@@ -223,7 +252,12 @@ class Batches:
         for ex in linguistic_examples(self.instructions, descs, opts, source="synth-instr"):
             buckets["ling"].append(ex)
         self.rng.shuffle(buckets["in"])
-        self.buckets = buckets
+        if self.v == 0 or not self.real:
+            self.buckets = buckets
+        else:
+            self.buckets.update(buckets)
+        if self.v == 0 and self.real:
+            self.buckets.update(self.real.buckets())
 
     def _encode_many(self, exs) -> list[tuple[list[int], list[int]]]:
         """tokenize_chat for many examples, with one batched tokenizer call per side (the same
@@ -261,14 +295,77 @@ class Batches:
             counts[name] += 1
         if len(self.buckets["in"]) < counts["in"]:
             self.next_variant()
+        if self.real and len(self.buckets["real"]) < counts.get("real", 0):
+            self.buckets.update(self.real.buckets())
         items = []
         for name, c in counts.items():
-            pool = self.buckets[name]
+            pool = self.buckets.get(name)
             if not pool or not c:
                 continue
-            chosen = [pool.pop() for _ in range(c)] if name == "in" else self.rng.choices(pool, k=c)
+            fresh = name in ("in", "real")  # without replacement: each is one variant's object
+            chosen = [pool.pop() for _ in range(c)] if fresh else self.rng.choices(pool, k=c)
             items += chosen
         return [{"input_ids": x, "labels": y} for x, y in self._encode_many(items)]
+
+
+class RealEdits:
+    """Edits of the real training sources (`real_corpus`: its sources, leakage-filtered against
+    its evaluation files by the corpus stage's `load_inputs`), each variant with new objects
+    drawn from the pool of the sources' own answers, so that copying a real-world answer out of
+    the context pays and memorising one does not."""
+
+    def __init__(self, cfg: RecipeConfig, embedder: Embedder):
+        from lte.corpus.sources import WIKIBIO_FORMAT, load_inputs
+
+        corpus = load_config(CorpusConfig, cfg.real_corpus, [])
+        inputs = load_inputs(replace(corpus, derived_instructions=[], instructions=None))
+        self.dropped = inputs.leakage_total
+        self.records = [r for r in inputs.records
+                        if inputs.formats[r.source] != WIKIBIO_FORMAT
+                        and len(r.descriptor) <= REAL_MAX_CHARS]
+        if cfg.real_edits:
+            self.records = random.Random(cfg.seed).sample(
+                self.records, min(cfg.real_edits, len(self.records)))
+        self.pool = sorted({a for r in self.records for a in (r.target_new, *r.ground_truth)
+                            if 0 < len(a) <= 40})
+        self.distractors = distractor_indices(embedder, self.records)
+        self.cfg, self.v = cfg, -1
+        self.rng = random.Random(f"{cfg.seed}:real")
+
+    def variant(self) -> list[EditRecord]:
+        self.v += 1
+        rng = random.Random(f"{self.cfg.seed}:real:variant:{self.v}")
+        out = []
+        for rec in self.records:
+            if rng.random() < self.cfg.real_fresh_share:
+                target = rng.choice(self.pool)
+                while target == rec.target_new or target in rec.ground_truth:
+                    target = rng.choice(self.pool)
+                rec = replace(rec, target_new=target, portability={})
+            out.append(rec)
+        return out
+
+    def buckets(self) -> dict[str, list]:
+        """A fresh variant's examples: in-scope (and portability) and out-of-scope."""
+        recs = self.variant()
+        descs = [r.descriptor for r in recs]
+        opts = ConstructOptions.from_config(CorpusConfig(seed=self.cfg.seed * 100_019 + self.v))
+        out: dict[str, list] = {k: [] for k in REAL_BUCKETS}
+        for rec, nb in zip(recs, self.distractors, strict=True):
+            for ex in edit_examples(rec, [descs[j] for j in nb], opts):
+                if ex.with_edit:  # bare twins would ask a tiny model to memorise world facts
+                    out["real_out" if ex.capability == OUT_OF_SCOPE else "real"].append(ex)
+        self.rng.shuffle(out["real"])
+        return out
+
+    def texts(self) -> list[str]:
+        """Tokenizer training text: two variants' examples."""
+        texts = []
+        for _ in range(2):
+            for exs in self.buckets().values():
+                texts += [m["content"] for ex in exs for m in ex.messages]
+        self.v = -1
+        return texts
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +463,47 @@ def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
     return res
 
 
+@dataclass
+class RealDev:
+    """Real development edits (`real_dev`, e.g. counterfact-val) in a memory of their own."""
+
+    records: list[EditRecord]
+    method: RetrievalMethod
+    ids: dict[str, int]
+
+
+def build_real_dev(model, tok, embedder: Embedder, cfg: RecipeConfig, n: int) -> RealDev | None:
+    if not cfg.real_dev or n <= 0:
+        return None
+    from lte.corpus.sources import read_source
+
+    recs = read_source(CorpusSource(path=cfg.real_dev))[2][:n]
+    method, ids = _method(model, tok, recs, embedder, tempfile.mkdtemp(prefix="tiny-realdev-"))
+    return RealDev(recs, method, ids)
+
+
+def evaluate_real(model, dev: RealDev | None, gate: float | None = None) -> dict:
+    """Edit Succ (rewrite question), rephrase and locality of the real development edits, as
+    `lte eval` computes them; with `gate`, locality with the relevance gate too."""
+    if dev is None:
+        return {}
+    model.eval()
+    pre = pre_edit_locality(dev.method.editor, dev.records)
+    summary = metrics.aggregate(_score(dev.method, dev.records, dev.ids, pre))
+    res = {"real_n": len(dev.records), "real_edit_succ": summary["edit_succ"],
+           "real_rephrase": summary["rephrase_succ"], "real_locality": summary["locality"]}
+    if gate is not None:
+        memory = dev.method.editor.memory
+        memory.set_threshold(gate)
+        try:
+            gated = metrics.aggregate(_score(dev.method, dev.records, dev.ids, pre))
+        finally:
+            memory.set_threshold(None)
+        res.update(real_gated_edit_succ=gated["edit_succ"], real_gated_locality=gated["locality"])
+    model.train()
+    return res
+
+
 # --------------------------------------------------------------------------------------------
 # Training: the curriculum
 # --------------------------------------------------------------------------------------------
@@ -430,8 +568,9 @@ def train_step(model, examples: list[dict], collate: PadCollator, aux: float,
     return total
 
 
-def selection_score(m: dict) -> float:
-    return min(m["edit_succ"], m["locality"]) + 0.25 * m["edit_em"]
+def selection_score(m: dict, cfg: RecipeConfig) -> float:
+    real = cfg.real_weight * (m.get("real_edit_succ") or 0.0)
+    return min(m["edit_succ"], m["locality"]) + 0.25 * m["edit_em"] + real
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,6 +607,8 @@ def eval_only(out: Path, ns: argparse.Namespace) -> dict:
     held = build_heldout(model, tok, Embedder(), cfg, cfg.final_eval_edits, train_subjects,
                          seed_offset=1)
     final = evaluate(model, held, gate=cfg.gate)
+    final.update(evaluate_real(model, build_real_dev(model, tok, Embedder(), cfg,
+                                                     cfg.real_final_edits), gate=cfg.gate))
     print("final:", json.dumps(final), flush=True)
     meta["heldout_final"] = final
     write_meta(out, meta)
@@ -494,8 +635,12 @@ def main(argv=None) -> dict:
 
     # 2. Tokenizer trained on the text of two variants' examples (so the fixed prompt text and
     # the world's words become few tokens) plus made-up names; the examples are only built here.
+    real = RealEdits(cfg, embedder) if cfg.real_corpus else None
+    if real:
+        print(f"real edits: {len(real.records)} ({real.dropped} dropped for leakage), "
+              f"{len(real.pool)} answers; {time.time() - t0:.0f}s", flush=True)
     probe = Batches(world, base, distractors, instructions, None, cfg)
-    texts = []
+    texts = real.texts() if real else []
     for _ in range(2):
         for exs in probe.buckets.values():
             texts += [m["content"] for ex in exs for m in ex.messages]
@@ -509,7 +654,8 @@ def main(argv=None) -> dict:
     n_params = count_parameters(model)
     print(f"model: {n_params:,} parameters", flush=True)
     held = build_heldout(model, tok, embedder, cfg, cfg.eval_edits, train_subjects)
-    batches = Batches(world, base, distractors, instructions, tok, cfg)
+    real_dev = build_real_dev(model, tok, embedder, cfg, cfg.real_dev_edits)
+    batches = Batches(world, base, distractors, instructions, tok, cfg, real)
     collate = PadCollator(tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                             weight_decay=cfg.weight_decay)
@@ -534,6 +680,7 @@ def main(argv=None) -> dict:
         over |= step + 1 == cfg.stop_at
         if (step + 1) % cfg.eval_every == 0 or last or over:
             m = evaluate(model, held)
+            m.update(evaluate_real(model, real_dev))
             m.update(step=step + 1, minutes=round((time.time() - t_train) / 60, 2),
                      answer_loss=round(ema, 4), variant=batches.v)
             curve.append(m)
@@ -541,7 +688,7 @@ def main(argv=None) -> dict:
             log.flush()
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in m.items()), flush=True)
-            if best is None or selection_score(m) > selection_score(best):
+            if best is None or selection_score(m, cfg) > selection_score(best, cfg):
                 best, best_state = m, copy.deepcopy(model.state_dict())
                 # On disk at once, so a stopped run still leaves its best weights.
                 save_tiny(model, tok, out, {"partial": True, "best": best,
@@ -557,6 +704,8 @@ def main(argv=None) -> dict:
     final_held = build_heldout(model, tok, embedder, cfg, cfg.final_eval_edits, train_subjects,
                                seed_offset=1)
     final = evaluate(model, final_held, gate=cfg.gate)
+    final.update(evaluate_real(model, build_real_dev(model, tok, embedder, cfg,
+                                                     cfg.real_final_edits), gate=cfg.gate))
     print("final:", json.dumps(final), flush=True)
     cmd = _command(argv)
     meta = {

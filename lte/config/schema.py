@@ -579,6 +579,8 @@ class DemoConfig(Schema):
     """also evaluate the paper's setting (top-1 always shown)"""
     model: str = DEFAULT_MODEL
     """the editor's model: the shipped pre-aligned tiny checkpoint"""
+    real_edits: bool = True
+    """also apply a handful of real edits written for the demo (lte/assets/demo-real-edits.jsonl)"""
 
     def check(self, p: Problems) -> None:
         for name in ("heldout_edits", "corpus_edits", "align_steps", "table_rows", "dev_edits"):
