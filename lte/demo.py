@@ -67,11 +67,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     gate = stages.run("4. relevance gate calibrated on a dev world", _calibrate, cfg)
     memory, ids = stages.run("5. edit memory (MiniLM + FAISS + SQLite log)", _memory, cfg, out,
                              world, gate)
-    result = stages.run("6. shipped pre-aligned checkpoint answers held-out edits", _answer,
-                        cfg, out, world, memory, ids)
+    result, editor = stages.run("6. shipped pre-aligned checkpoint answers held-out edits",
+                                _answer, cfg, out, world, memory, ids)
     memory.close()
-    real = (stages.run("7. real-world edits (written for the demo)", _real_world, cfg, out, gate)
-            if cfg.real_edits else None)
+    real = (stages.run("7. real-world edits (written for the demo)", _real_world, out, gate,
+                       editor) if cfg.real_edits else None)
 
     metrics = {
         "model": cfg.model,
@@ -205,7 +205,8 @@ def _memory(cfg: DemoConfig, out: Path, records, gate: dict):
     return memory, ids
 
 
-def _answer(cfg: DemoConfig, out: Path, records, memory, ids) -> dict:
+def _answer(cfg: DemoConfig, out: Path, records, memory, ids):
+    """(figures, the editor): step 7 asks the same loaded model through another memory."""
     from lte.config import EditorConfig
     from lte.editor import LTEEditor
     from lte.eval.run import evaluate
@@ -232,17 +233,17 @@ def _answer(cfg: DemoConfig, out: Path, records, memory, ids) -> dict:
     # Leave the held-out edits in DIR/memory, so `lte memory search DIR/memory "..."` finds them.
     memory.add(records)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return result, editor
 
 
-def _real_world(cfg: DemoConfig, out: Path, gate: dict) -> dict:
+def _real_world(out: Path, gate: dict, editor) -> dict:
     """A handful of real edits (lte/assets/demo-real-edits.jsonl), each asked in other words,
-    answered bare and with the memory; unrelated real questions before and after."""
-    from lte.config import EditorConfig, MemoryConfig
+    answered bare and with the memory; unrelated real questions before and after. `editor`:
+    step 6's, pointed at a memory of these edits alone."""
+    from lte.config import MemoryConfig
     from lte.data.readers import read_records
     from lte.editor import LTEEditor
     from lte.memory import EditMemory
-    from lte.modeling.load import load_model_and_tokenizer
 
     records = read_records(REAL_EDITS, "edit")
     folder = out / "memory-real"
@@ -250,10 +251,8 @@ def _real_world(cfg: DemoConfig, out: Path, gate: dict) -> dict:
     memory = EditMemory.create(folder, MemoryConfig(top_k=1, threshold=gate["threshold"]))
     _mark_own(folder)
     memory.add(records)
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
-    defaults = EditorConfig()
-    editor = LTEEditor(model, tokenizer, memory, top_k=1, batch_size=defaults.batch_size,
-                       max_new_tokens=defaults.model.max_new_tokens)
+    editor = LTEEditor(editor.model, editor.tokenizer, memory, top_k=1,
+                       batch_size=editor.batch_size, max_new_tokens=editor.max_new_tokens)
     questions = [r.rephrase_prompts[0] for r in records] + list(UNRELATED_QUESTIONS)
     before = editor.answer(questions, descriptors=[[] for _ in questions])
     after = editor.answer(questions)

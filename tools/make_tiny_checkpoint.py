@@ -222,6 +222,7 @@ class Batches:
         self.by_relation: dict[str, list[int]] = {}
         for k, rec in enumerate(base):
             self.by_relation.setdefault(_relation(rec), []).append(k)
+        self.buckets: dict[str, list] = real.buckets() if real else {}
         self.next_variant()
 
     def next_variant(self):
@@ -252,12 +253,7 @@ class Batches:
         for ex in linguistic_examples(self.instructions, descs, opts, source="synth-instr"):
             buckets["ling"].append(ex)
         self.rng.shuffle(buckets["in"])
-        if self.v == 0 or not self.real:
-            self.buckets = buckets
-        else:
-            self.buckets.update(buckets)
-        if self.v == 0 and self.real:
-            self.buckets.update(self.real.buckets())
+        self.buckets.update(buckets)  # the real buckets are renewed on their own (draw)
 
     def _encode_many(self, exs) -> list[tuple[list[int], list[int]]]:
         """tokenize_chat for many examples, with one batched tokenizer call per side (the same
@@ -418,8 +414,17 @@ def _exact(values: list[float]) -> float | None:
     return metrics.mean(float(v == 1.0) for v in values)
 
 
-def _score(method: RetrievalMethod, records, ids, pre=None) -> list[metrics.CaseResult]:
-    return score_cases(method, records, ids, pre or {}, SCORE)[0]
+def _score(method: RetrievalMethod, records, ids, pre=None,
+           gate: float | None = None) -> list[metrics.CaseResult]:
+    """Case results; with `gate`, under the memory's relevance gate at that threshold."""
+    if gate is None:
+        return score_cases(method, records, ids, pre or {}, SCORE)[0]
+    memory = method.editor.memory
+    memory.set_threshold(gate)
+    try:
+        return score_cases(method, records, ids, pre or {}, SCORE)[0]
+    finally:
+        memory.set_threshold(None)
 
 
 def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
@@ -449,12 +454,7 @@ def evaluate(model, held: HeldOut, gate: float | None = None) -> dict:
         "locality_em": _exact(agree),
     }
     if gate is not None:
-        memory = held.edits.editor.memory
-        memory.set_threshold(gate)
-        try:
-            gated = _score(held.edits, held.records, held.ids, pre)
-        finally:
-            memory.set_threshold(None)
+        gated = _score(held.edits, held.records, held.ids, pre, gate)
         gated_summary = metrics.aggregate(gated)
         res.update(gate=gate, gated_edit_succ=gated_summary["rephrase_succ"],
                    gated_edit_em=_exact(_rephrase_scores(gated)),
@@ -493,12 +493,7 @@ def evaluate_real(model, dev: RealDev | None, gate: float | None = None) -> dict
     res = {"real_n": len(dev.records), "real_edit_succ": summary["edit_succ"],
            "real_rephrase": summary["rephrase_succ"], "real_locality": summary["locality"]}
     if gate is not None:
-        memory = dev.method.editor.memory
-        memory.set_threshold(gate)
-        try:
-            gated = metrics.aggregate(_score(dev.method, dev.records, dev.ids, pre))
-        finally:
-            memory.set_threshold(None)
+        gated = metrics.aggregate(_score(dev.method, dev.records, dev.ids, pre, gate))
         res.update(real_gated_edit_succ=gated["edit_succ"], real_gated_locality=gated["locality"])
     model.train()
     return res
@@ -604,10 +599,11 @@ def eval_only(out: Path, ns: argparse.Namespace) -> dict:
                       [f"{k}={v}" for k, v in seeds.items()] + ns.overrides)
     model, tok = load_model_and_tokenizer(str(out))
     train_subjects = {d["subject"] for d in generate_world(cfg.train_edits, cfg.seed)}
-    held = build_heldout(model, tok, Embedder(), cfg, cfg.final_eval_edits, train_subjects,
+    embedder = Embedder()
+    held = build_heldout(model, tok, embedder, cfg, cfg.final_eval_edits, train_subjects,
                          seed_offset=1)
     final = evaluate(model, held, gate=cfg.gate)
-    final.update(evaluate_real(model, build_real_dev(model, tok, Embedder(), cfg,
+    final.update(evaluate_real(model, build_real_dev(model, tok, embedder, cfg,
                                                      cfg.real_final_edits), gate=cfg.gate))
     print("final:", json.dumps(final), flush=True)
     meta["heldout_final"] = final
