@@ -79,9 +79,14 @@ class VectorCache:
         self.embedded = 0  # texts embedded by this process (not read from the cache)
         self.seconds = 0.0
 
+    def _backend(self) -> str:
+        return getattr(getattr(self.embedder, "cfg", None), "backend", "torch")
+
     def _path(self, name: str, texts: list[str]) -> Path:
         h = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
         model = self.embedder.name.replace("/", "_")
+        if self._backend() != "torch":  # another backend's vectors differ slightly: never mix
+            model += f"-{self._backend()}"
         return self.folder / f"{name}-{model}-{len(texts)}-{h}.npy"
 
     def get(self, name: str, texts: list[str]) -> np.ndarray:
@@ -98,7 +103,8 @@ class VectorCache:
         np.save(tmp, vecs.astype(np.float16))
         tmp.replace(path)
         path.with_suffix(".json").write_text(json.dumps(
-            {"texts": len(texts), "model": self.embedder.name, "seconds": round(dt, 1),
+            {"texts": len(texts), "model": self.embedder.name,
+             "backend": self._backend(), "seconds": round(dt, 1),
              "texts_per_s": round(len(texts) / max(dt, 1e-9), 1),
              "mean_chars": round(float(np.mean([len(t) for t in texts])), 1)}))
         self.log(f"embedded {name}: {len(texts)} texts in {dt:.0f} s "
@@ -111,6 +117,8 @@ class VectorCache:
         total, texts = 0.0, 0
         for meta in self.folder.glob("*.json"):
             d = json.loads(meta.read_text())
+            if (d["model"], d.get("backend", "torch")) != (self.embedder.name, self._backend()):
+                continue
             total += d["seconds"]
             texts += d["texts"]
         return {"texts": texts, "seconds": round(total, 1),
