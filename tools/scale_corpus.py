@@ -80,7 +80,7 @@ class VectorCache:
         self.seconds = 0.0
 
     def _backend(self) -> str:
-        return getattr(getattr(self.embedder, "cfg", None), "backend", "torch")
+        return self.embedder.cfg.backend
 
     def _path(self, name: str, texts: list[str]) -> Path:
         h = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]

@@ -280,7 +280,7 @@ class VectorIndex:
             qids = np.sort(rng.choice(live, size=n_q, replace=False))
             queries = np.stack([self.index.reconstruct(int(i)) for i in qids]).astype(np.float32)
             source = "held-out keys"
-        want = _other_top1(qids, *self._exhaustive(queries, 2))
+        want = _other_top1(qids, *self.exhaustive(queries, 2))
         if self.s.kind == "hnsw":
             values, param = list(EF_SWEEP), "ef_search"
         else:
@@ -330,8 +330,9 @@ class VectorIndex:
         finally:
             self._set_param(param, old)
 
-    def _exhaustive(self, queries: np.ndarray, k: int):
-        """Exact top-k over what the index holds: every IVF list, or HNSW's flat storage."""
+    def exhaustive(self, queries: np.ndarray, k: int):
+        """Exact top-k over what the index holds: every IVF list, or HNSW's flat storage (what
+        `tune` measures recall against)."""
         f = self.faiss
         if self.s.kind != "hnsw":
             return self._search_at("nprobe", self.nlist, queries, k)
