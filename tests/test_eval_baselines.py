@@ -96,6 +96,27 @@ def test_one_rome_edit_makes_the_target_the_argmax_and_keeps_an_unrelated_prompt
     assert _argmax(shipped, prompt, target).accuracy == 0.0
 
 
+@pytest.mark.parametrize("update_key", ["bare", "templates"])
+def test_rome_writes_the_new_value_at_the_key_its_update_key_names(shipped, tmp_path, update_key):
+    from lte.data.readers import read_records
+    from lte.data.synth import write_world
+    from lte.eval.rome import ROME
+
+    world = read_records(str(write_world(tmp_path / "w.json", 20, seed=3)))
+    rome = ROME(shipped, ROMEConfig(context_templates=[[5, 2]], v_steps=3,
+                                    update_key=update_key), seed=0)
+    rome.prepare(world)
+    t = rome.value(world[0])
+    assert not torch.allclose(t.k_star, t.k_bare)  # the templates move the key
+    rome.rewrite(t)
+    w = rome.module.weight.float()
+    solved, other = (t.k_star, t.k_bare) if update_key == "templates" else (t.k_bare, t.k_star)
+    scale = t.v_star.norm()
+    assert (w @ solved - t.v_star).norm() / scale < 1e-4  # W' k = v* at the named key
+    assert (w @ other - t.v_star).norm() / scale > 1e-3  # and only there
+    rome.reset()
+
+
 def test_reference_fluency_is_seeded_per_case_and_counts_the_prompt(shipped):
     from lte.modeling.sampling import sample_texts
 

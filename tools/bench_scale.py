@@ -62,6 +62,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="embedding threads, either backend (1: on a shared box 2 threads wait "
                          "on each other)")
+    ap.add_argument("--conflict", choices=("embedding", "exact", "keep_all"),
+                    help="memory.conflict of every memory (default: MemoryConfig's); the "
+                         "evaluation edits include repeated facts that `embedding` supersedes")
     ap.add_argument("--target-recall", type=float, default=0.99)
     ap.add_argument("--eval-cases", type=int, default=200)
     ap.add_argument("--single-queries", type=int, default=500)
@@ -120,7 +123,8 @@ def open_rss(folder: Path, query: np.ndarray, target: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-def build(folder: Path, spec: str, records, vecs, embedder, target: float, tune_q: np.ndarray):
+def build(folder: Path, spec: str, records, vecs, embedder, target: float, tune_q: np.ndarray,
+          conflict: str | None = None):
     """The memory of `records` with their cached vectors; the search setting is tuned once, at
     the end, on cached paraphrase vectors (a build without them tunes at each IVF retraining on
     its edits' paraphrases, embedded then: minutes on this loaded box)."""
@@ -129,6 +133,8 @@ def build(folder: Path, spec: str, records, vecs, embedder, target: float, tune_
 
     cfg = MemoryConfig(embedder=embedder.cfg, index=spec, device="cpu", target_recall=None,
                        snapshot_every=10**9, add_chunk=4096)
+    if conflict:
+        cfg.conflict = conflict
     shutil.rmtree(folder, ignore_errors=True)
     mem = EditMemory.create(folder, cfg, embedder=embedder)
     t0 = time.perf_counter()
@@ -198,6 +204,33 @@ def latency(mem, queries: np.ndarray, n_single: int) -> dict:
     # What the batch gives on idle cores: its CPU per query spread over `cores` threads.
     out["batch_vs_single_idle_cores"] = round(
         cores * (1000 / out["single_qps_1thread_cpu"]) / b["cpu_ms_per_query"], 2)
+    return out
+
+
+def along_sweep(mem, ev, evec, n_single: int) -> dict:
+    """Rephrase hit@1 and one query's CPU p50 at every setting the tuner swept: what each step
+    of recall against exact search costs and buys in retrieval of the right edit."""
+    import faiss
+
+    t = mem.index.tuning
+    descs = [r.descriptor for r in ev.records]
+    rows = [i for i, _ in ev.rephrases]
+    out = {}
+    for value in t["sweep"]:
+        mem.index.set_param(t["param"], int(value))
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        hits = mem.search_vectors(evec["rephrase"], k=1, threshold=None)
+        faiss.omp_set_num_threads(1)
+        cpu = []
+        for q in evec["rephrase"][:n_single]:
+            c0 = time.thread_time()
+            mem.search_vectors(q[None, :], k=1, threshold=None)
+            cpu.append(time.thread_time() - c0)
+        out[value] = {"recall_at_1": t["sweep"][value], "single_cpu_p50_ms": pct(cpu)["p50_ms"],
+                      "rephrase_hit1": round(float(np.mean(
+                          [bool(h) and h[0].descriptor == descs[r]
+                           for h, r in zip(hits, rows, strict=True)])), 4)}
+    mem.index.set_param(t["param"], t["value"])
     return out
 
 
@@ -296,11 +329,12 @@ def run(args) -> None:
             folder = out_dir / f"mem-{n}-{spec.replace(',', '_')}"
             print(f"{key}: building ({len(records)} edits)", flush=True)
             mem, ids, row = build(folder, spec, records, allvecs, embedder, args.target_recall,
-                                  evec["rephrase"][0::2])
+                                  evec["rephrase"][0::2], args.conflict)
             owner_ids = ids[len(recs):]
             row.update({"n_distractors": n, "edits": len(records), "index": spec,
                         "search_tuning": mem.index.tuning,
-                        "ivf_lists": mem.index.nlist if mem.index.is_ivf else None})
+                        "ivf_lists": mem.index.nlist if mem.index.is_ivf else None,
+                        "conflict": mem.cfg.conflict, "superseded": mem.stats()["superseded"]})
             quality, top = retrieval(mem, ev, evec, owner_ids)
             row.update(quality)
             if spec == "Flat":
@@ -317,6 +351,8 @@ def run(args) -> None:
             # the odd rows: paraphrases the tuner did not see
             row["rephrase_recall1_vs_exact_not_tuned_on"] = round(float(np.mean(found[1::2])), 4)
             row["latency"] = latency(mem, evec["rephrase"], args.single_queries)
+            if mem.index.tuning:
+                row["along_sweep"] = along_sweep(mem, ev, evec, min(200, args.single_queries))
             mem.close()
             row["disk_per_edit_bytes"] = round(folder_bytes(folder) / len(records), 1)
             row.update(open_rss(folder, evec["rephrase"], args.target_recall))
@@ -374,7 +410,16 @@ def report(out_dir: Path) -> None:
                 q_lines.append(f"| {r['n_distractors']:,} | {name} | {m.get('edit_succ', 0):.3f} | "
                                f"{m.get('rephrase_succ', 0):.3f} | "
                                f"{m.get('locality', 0):.3f} |")
-    text = "\n".join(lines) + "\n\n" + "\n".join(q_lines) + "\n"
+    s_lines = ["| N distractors | index | setting | recall@1 vs exact | rephrase hit@1 | 1 query p50 "
+               "ms (CPU) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        param = (r.get("search_tuning") or {}).get("param")
+        for value, m in (r.get("along_sweep") or {}).items():
+            s_lines.append(f"| {r['n_distractors']:,} | {r['index']} | {param} {value} | "
+                           f"{m['recall_at_1']:.3f} | {m['rephrase_hit1']:.3f} | "
+                           f"{m['single_cpu_p50_ms']:.2f} |")
+    text = "\n\n".join("\n".join(t) for t in (lines, q_lines, s_lines)
+                       if len(t) > 2 or t is lines) + "\n"
     (Path(out_dir) / "results.md").write_text(text)
     print(text)
     _plots(rows, Path(out_dir))

@@ -293,11 +293,16 @@ class ROMEConfig(Schema):
     """texts of the evaluated file the covariance is estimated on"""
     cov_ridge: float = 0.01
     """C + ridge x mean(diag C) x I, so few texts still invert"""
+    update_key: str = "bare"
+    """the key the update is solved at: bare (ROME's and EasyEdit's code: W k and u . k use the
+    bare prompt's key, k* only the direction) | templates (r-ROME, Gupta et al. 2024: k* in all
+    three, which removes the disabling edits behind sequential ROME's collapse)"""
 
     def check(self, p: Problems) -> None:
         p.choice("rome.fact_token", self.fact_token, ("subject_last", "last"))
         p.positive("rome.v_steps", self.v_steps)
         p.positive("rome.cov_texts", self.cov_texts)
+        p.choice("rome.update_key", self.update_key, ("bare", "templates"))
 
 
 @dataclass

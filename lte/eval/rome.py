@@ -12,11 +12,13 @@ One edit (subject s, prompt p, new target o) is a rank-one update of one MLP out
    x |delta| / |v|^2, with |delta| clamped to clamp_norm_factor x |v| after each Adam step
    (v_steps - 1 steps: the last loss is only scored, as in EasyEdit; early stop at loss 0.05).
 3. **Update** W += (v* - W k) u^T / (u . k), u = C^-1 k* / |C^-1 k*|, k the key of the bare
-   prompt and C = E[k k^T] over text tokens (the paper's key covariance). Wikipedia is not
-   available offline, so C is estimated on the questions and answers of the evaluated file
-   itself (`rome.cov_texts` texts, plus a small ridge so it inverts); `mom2_adjustment: false`
-   uses C = I, as EasyEdit's LLaMA config does. C^-1 is computed once per file (`prepare`) and
-   the context templates once per method, as EasyEdit caches both.
+   prompt (ROME's and EasyEdit's code; `update_key: templates` uses k* there, r-ROME's fix of
+   the disabling edits, Gupta et al. 2024) and C = E[k k^T] over text tokens (the paper's key
+   covariance). Wikipedia is not available offline, so C is estimated on the questions and
+   answers of the evaluated file itself (`rome.cov_texts` texts, plus a small ridge so it
+   inverts); `mom2_adjustment: false` uses C = I, as EasyEdit's LLaMA config does. C^-1 is
+   computed once per file (`prepare`) and the context templates once per method, as EasyEdit
+   caches both.
 
 Batch and sequential protocols apply ROME edit after edit (each on the already edited weights);
 `reset` restores W, so independent runs start from the same weights. Prompts are raw text, as
@@ -29,6 +31,7 @@ reads the LM head only at the target and KL positions.
 from __future__ import annotations
 
 import contextlib
+from typing import Any, NamedTuple
 
 from lte.config import ROMEConfig
 from lte.data.record import EditRecord
@@ -77,6 +80,14 @@ def stats_texts(records: list[EditRecord], limit: int) -> list[str]:
         if len(texts) >= limit:
             break
     return [t for t in texts[:limit] if t.strip()]
+
+
+class Target(NamedTuple):
+    """One edit's keys and new value at the rewritten matrix (W's input and output)."""
+
+    k_star: Any  # the key averaged over the context templates (the update's direction)
+    k_bare: Any  # the key of the bare prompt
+    v_star: Any  # the optimised value: the bare prompt's value plus delta
 
 
 class ROME:
@@ -203,13 +214,19 @@ class ROME:
 
     def apply(self, record: EditRecord) -> None:
         """One ROME edit of the current weights."""
+        target = self.value(record)
+        if target is not None:
+            self.rewrite(target)
+
+    def value(self, record: EditRecord) -> Target | None:
+        """Steps 1-2: the keys and the new value of one edit (None: the target has no tokens)."""
         import torch
         import torch.nn.functional as F
 
         cfg, model, device = self.cfg, self.editor.model, self.editor.device
         batch = self._rewriting_batch(record)
         if batch is None:
-            return
+            return None
         seqs, lookups, targets = batch
         n_rw = len(seqs) - 1  # the last row is the KL prompt
         ids, mask = _right_pad(seqs, self.editor.pad_id, device)
@@ -277,11 +294,19 @@ class ROME:
                 p.requires_grad_(flags[n])
             model.eval()
 
+        return Target(k_star, k_bare, v_bare + delta.detach())
+
+    def rewrite(self, t: Target) -> None:
+        """Step 3: the rank-one update that writes the new value at the edit's key."""
+        import torch
+
         with torch.no_grad():
-            u = k_star.double()
+            w = self.module.weight
+            u = t.k_star.double()
             if self._cov_inv is not None:
                 u = self._cov_inv @ u
             u = (u / u.norm()).float()
-            right = delta.detach() / torch.dot(k_bare, u)
-            w = self.module.weight
-            w.add_(torch.outer(right, u).to(w.dtype))
+            # ROME's code solves at the bare prompt's key, r-ROME at k*: W' k = v* either way.
+            k = t.k_star if self.cfg.update_key == "templates" else t.k_bare
+            residual = t.v_star - w.float() @ k
+            w.add_(torch.outer(residual / torch.dot(k, u), u).to(w.dtype))

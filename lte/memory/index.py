@@ -42,6 +42,19 @@ TOMBSTONE_REBUILD = 0.2
 # efSearch values the tuner tries (HNSW); IVF tries nprobe = 1, 2, 4, ... nlist.
 EF_SWEEP = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
 
+# Exhaustive distances (Flat, IVF's coarse quantizer) go through BLAS from this many
+# queries x dims on. faiss >= 1.14 waits until 128,000 (tuned for dozens of threads), so a batch
+# of 64 MiniLM queries was scanned query by query: at 10^5 x 384 on one thread BLAS costs
+# 1.1 ms a query against 6.7 for the scan (faiss issue #4925 / PR #5109 put the one-thread
+# crossover at 640-1,280). From 4 queries of 384 dims on; a single query keeps the scan.
+BLAS_FROM_WORK = 1536
+# Database vectors per BLAS call (faiss: 1,024). Each call synchronises the OpenMP threads;
+# on a busy 2-core box 1,024-vector calls made a 2-thread batch slower than the scan (5.7 vs
+# 4.8 ms a query), 32,768 made it 1.2. Queries per call (faiss: 4,096) bound the distance
+# block: 512 x 32,768 floats = 64 MB at most.
+BLAS_DATABASE_BLOCK = 32768
+BLAS_QUERY_BLOCK = 512
+
 VectorSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -86,6 +99,9 @@ class VectorIndex:
         """The search settings are MemoryConfig's fields (defaults there only): `from_config`."""
         import faiss
 
+        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_WORK
+        faiss.cvar.distance_compute_blas_database_bs = BLAS_DATABASE_BLOCK
+        faiss.cvar.distance_compute_blas_query_bs = BLAS_QUERY_BLOCK
         self.faiss = faiss
         self.dim, self.spec = dim, spec
         problem = check_index_for_dim(spec, dim)
@@ -299,7 +315,7 @@ class VectorIndex:
             if sweep[v] >= self.target_recall:
                 chosen = v
                 break
-        self._set_param(param, chosen)
+        self.set_param(param, chosen)
         self.tuning = {"param": param, "value": int(chosen), "recall_at_1": sweep[chosen],
                        "target": self.target_recall, "queries": int(len(queries)),
                        "query_source": source, "at_vectors": int(self.n_live),
@@ -311,24 +327,25 @@ class VectorIndex:
         if (tuning and self.tunable and self.target_recall is not None
                 and tuning.get("target") == self.target_recall
                 and tuning.get("param") == ("ef_search" if self.s.kind == "hnsw" else "nprobe")):
-            self._set_param(tuning["param"], int(tuning["value"]))
+            self.set_param(tuning["param"], int(tuning["value"]))
             self.tuning = tuning
             return True
         self.tuning = None
         return False
 
-    def _set_param(self, param: str, value: int) -> None:
+    def set_param(self, param: str, value: int) -> None:
+        """Search with `param` (nprobe | ef_search) at `value` from now on (what tune sets)."""
         setattr(self, param, int(value))
         self._hnsw_params = None
         self._gpu_stale = True
 
     def _search_at(self, param: str, value: int, queries: np.ndarray, k: int):
         old = getattr(self, param)
-        self._set_param(param, value)
+        self.set_param(param, value)
         try:
             return self.index.search(queries, k, params=self._params())
         finally:
-            self._set_param(param, old)
+            self.set_param(param, old)
 
     def exhaustive(self, queries: np.ndarray, k: int):
         """Exact top-k over what the index holds: every IVF list, or HNSW's flat storage (what
