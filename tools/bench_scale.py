@@ -149,17 +149,21 @@ def build(folder: Path, spec: str, records, vecs, embedder, target: float, tune_
                       "ingest_s": round(ingest, 1), "tune_s": round(tune, 2)}
 
 
+def hit_rate(hits, rows, ev, k: int) -> float:
+    """Share of questions whose own edit (ev.records[row]) is among their first k hits."""
+    descs = [r.descriptor for r in ev.records]
+    return round(float(np.mean([any(x.descriptor == descs[r] for x in h[:k])
+                                for h, r in zip(hits, rows, strict=True)])), 4)
+
+
 def retrieval(mem, ev, evec, owner_ids) -> tuple[dict, dict]:
     out, top = {}, {}
-    descs = [r.descriptor for r in ev.records]
     for kind, rows in (("rewrite", list(range(len(ev.records)))),
                        ("rephrase", [i for i, _ in ev.rephrases])):
         vecs = evec["keys"] if kind == "rewrite" else evec["rephrase"]
         hits = mem.search_vectors(vecs, k=3, threshold=None)
-        out[f"{kind}_hit1"] = round(float(np.mean(
-            [bool(h) and h[0].descriptor == descs[r] for h, r in zip(hits, rows, strict=True)])), 4)
-        out[f"{kind}_hit3"] = round(float(np.mean(
-            [any(x.descriptor == descs[r] for x in h) for h, r in zip(hits, rows, strict=True)])), 4)
+        out[f"{kind}_hit1"] = hit_rate(hits, rows, ev, 1)
+        out[f"{kind}_hit3"] = hit_rate(hits, rows, ev, 3)
         top[kind] = np.array([h[0].score if h else -np.inf for h in hits], dtype=np.float32)
     loc = mem.search_vectors(evec["locality"], k=1, threshold=None)
     top["locality"] = np.array([h[0].score if h else -np.inf for h in loc], dtype=np.float32)
@@ -213,7 +217,6 @@ def along_sweep(mem, ev, evec, n_single: int) -> dict:
     import faiss
 
     t = mem.index.tuning
-    descs = [r.descriptor for r in ev.records]
     rows = [i for i, _ in ev.rephrases]
     out = {}
     for value in t["sweep"]:
@@ -227,9 +230,7 @@ def along_sweep(mem, ev, evec, n_single: int) -> dict:
             mem.search_vectors(q[None, :], k=1, threshold=None)
             cpu.append(time.thread_time() - c0)
         out[value] = {"recall_at_1": t["sweep"][value], "single_cpu_p50_ms": pct(cpu)["p50_ms"],
-                      "rephrase_hit1": round(float(np.mean(
-                          [bool(h) and h[0].descriptor == descs[r]
-                           for h, r in zip(hits, rows, strict=True)])), 4)}
+                      "rephrase_hit1": hit_rate(hits, rows, ev, 1)}
     mem.index.set_param(t["param"], t["value"])
     return out
 

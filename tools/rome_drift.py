@@ -31,6 +31,7 @@ def main() -> None:
     from lte.config import EvalConfig, load_config
     from lte.data.readers import read_records
     from lte.editor import LTEEditor
+    from lte.eval import metrics as M
     from lte.eval.rome import ROME
     from lte.eval.run import sample_records
     from lte.modeling.load import load_model_and_tokenizer
@@ -50,13 +51,11 @@ def main() -> None:
     unedited = [p.predicted for p in editor.predict_pairs(local)]
 
     def edit_succ(idx) -> float:
-        preds = editor.predict_pairs([rewrites[i] for i in idx])
-        return sum(p.accuracy for p in preds) / len(preds)
+        return M.mean(p.accuracy for p in editor.predict_pairs([rewrites[i] for i in idx]))
 
     def locality() -> float:
-        preds = editor.predict_pairs(local)
-        return sum(sum(a == b for a, b in zip(p.predicted, u, strict=True)) / len(u)
-                   for p, u in zip(preds, unedited, strict=True)) / len(local)
+        return M.mean(M.agreement(u, p.predicted)
+                      for p, u in zip(editor.predict_pairs(local), unedited, strict=True))
 
     w0 = rome.module.weight.detach().clone()
     rows = [{"edits": 0, "own_insert": None, "all_so_far": edit_succ(range(len(records))),
