@@ -37,7 +37,7 @@ def near(rng, x: np.ndarray, n: int, noise: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("queries", ["held-out keys", "paraphrases"])
-@pytest.mark.parametrize("spec", ["IVF64,Flat", "HNSW16"])
+@pytest.mark.parametrize("spec", ["IVF64,Flat", "HNSW16", "IVF64,PQ16x4fs,RFlat"])
 def test_tuner_meets_its_target_on_held_out_queries_and_records_the_value(spec, queries):
     rng = np.random.default_rng(7)
     d, n, target = 32, 6000, 0.95
@@ -111,7 +111,7 @@ def test_memory_build_records_the_tuning_in_meta_and_stats_and_keeps_it_on_reope
     assert json.loads(printed[printed.index("{"):])["search_tuning"] == meta
 
 
-@pytest.mark.parametrize("spec", ["Flat", "IVF32,Flat", "HNSW16"])
+@pytest.mark.parametrize("spec", ["Flat", "IVF32,Flat", "HNSW16", "IVF32,PQ16x4fs,RFlat"])
 def test_batched_search_returns_the_ids_of_one_at_a_time_search(tmp_path, spec):
     rng = np.random.default_rng(11)
     d, n = 32, 3000

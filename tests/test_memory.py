@@ -17,7 +17,7 @@ from lte.memory import EditMemory, Hit, IndexRebuildWarning
 from lte.memory.index import VectorIndex, auto_nlist
 
 # PQ8x4: 16 codes per sub-quantizer, so a few hundred vectors train it.
-INDEX_SPECS = ["Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ8x4", "IVFauto,Flat"]
+INDEX_SPECS = ["Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ8x4", "IVF16,PQ16x4fs,RFlat", "IVFauto,Flat"]
 
 
 pytestmark = pytest.mark.usefixtures("one_faiss_thread")
@@ -74,7 +74,8 @@ def test_index_top_k_equals_brute_force(spec):
     if spec.startswith("IVF"):
         assert index.is_ivf and index.nlist >= 16
     base = x
-    if "PQ" in spec:  # PQ scores are exact inner products with the decoded vectors
+    if "PQ" in spec and "RFlat" not in spec:  # PQ scores are inner products with the decoded
+        # vectors; a refined index re-ranks its shortlist on the exact ones
         base = np.stack([index.index.reconstruct(int(i)) for i in ids])
     for k in (1, 3, 10):
         scores, got = index.search(q, k)
@@ -95,7 +96,7 @@ def test_index_remove_then_search_skips_removed(spec):
     keep = np.setdiff1d(ids, gone)
     scores, got = index.search(x[gone[:20]], 5)
     assert not np.isin(got, gone).any()
-    if "PQ" not in spec:
+    if "PQ" not in spec or "RFlat" in spec:
         assert_matches_brute_force(scores, got, x[gone[:20]], keep, x[keep], 5)
 
 
@@ -200,7 +201,7 @@ def test_bad_records_are_user_errors_and_store_nothing(tmp_path):
     mem.close()
 
 
-@pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF16,Flat"])
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ16x4fs,RFlat"])
 def test_reopen_replays_the_log_after_the_snapshot(tmp_path, spec):
     cfg = hashing_cfg(index=spec, nprobe=4096, ef_search=512, target_recall=None)
     recs = records(1200)
@@ -271,13 +272,19 @@ def test_ivf_trains_when_big_enough_and_retrains_past_the_factor(tmp_path):
     again.close()
 
 
-def test_hnsw_tombstones_are_cleared_by_a_rebuild(tmp_path):
-    mem = EditMemory.create(tmp_path / "m", hashing_cfg(index="HNSW16"))
-    ids = mem.add(records(300))
-    mem.delete(ids[:40])
-    assert len(mem.index.tombstones) == 40 and mem.index.ntotal == 300
-    mem.delete(ids[40:80])  # past 20% of the graph: rebuilt without them
-    assert not mem.index.tombstones and mem.index.ntotal == 220
+@pytest.mark.parametrize("spec,n", [("HNSW16", 300), ("IVF16,PQ16x4fs,RFlat", 1000)])
+def test_tombstones_are_cleared_by_a_rebuild(tmp_path, spec, n):
+    """HNSW graphs and fast-scan lists keep removed vectors until the structure is rebuilt."""
+    mem = EditMemory.create(tmp_path / "m", hashing_cfg(index=spec, target_recall=None))
+    ids = mem.add(records(n))
+    assert mem.index.keeps_removed
+    first = n // 8
+    mem.delete(ids[:first])
+    assert len(mem.index.tombstones) == first and mem.index.ntotal == n
+    assert not set(ids[:first]) & {h.id for hits in mem.search(
+        [r.prompt for r in records(first)], k=3) for h in hits}
+    mem.delete(ids[first:2 * first])  # past 20% of the structure: rebuilt without them
+    assert not mem.index.tombstones and mem.index.ntotal == n - 2 * first
     mem.close()
 
 

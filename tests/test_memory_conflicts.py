@@ -107,7 +107,7 @@ def test_keep_all_keeps_near_duplicates(tmp_path):
     mem.close()
 
 
-@pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF4,Flat"])
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF4,Flat", "IVF4,PQ8x4fs,RFlat"])
 def test_deleting_the_newer_edit_brings_the_older_back(tmp_path, spec):
     folder = tmp_path / "m"
     mem = EditMemory.create(folder, hashing_cfg(index=spec))

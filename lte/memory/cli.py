@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     build.add_argument("--edits", nargs="+", required=True, metavar="FILE")
     build.add_argument("--out", required=True, metavar="DIR")
     build.add_argument("--index", default=None, metavar="TYPE",
-                       help="flat | ivf | ivfpq | hnsw, or a factory string (Flat, IVF4096,Flat, "
-                            "IVFauto,PQ32, HNSW32); overrides memory.index")
+                       help="flat | ivf | ivfpq | ivffs | hnsw, or a factory string (Flat, "
+                            "IVF4096,Flat, IVFauto,PQ32, IVFauto,PQ192x4fs,RFlat, HNSW32); "
+                            "overrides memory.index")
     build.add_argument("--format", default=None, help="read every file as this format")
     # Gone: `lte memory add` is the one way to append; the flag stays only to say so.
     build.add_argument("--append", action="store_true", help=argparse.SUPPRESS)

@@ -6,7 +6,12 @@ Index structures (`MemoryConfig.index`):
   id becomes a tombstone filtered out by an `IDSelector` at search time; the graph is rebuilt
   from the log once tombstones pass `TOMBSTONE_REBUILD` of it.
 - `IVF<nlist>,Flat` / `IVF<nlist>,PQ<m>` (`nlist` may be `auto`): the IVF index keeps the edit ids
-  itself (with a hashtable direct map for remove/reconstruct). `IndexIDMap2` is not used here:
+  itself (with a hashtable direct map for remove/reconstruct).
+- `IVF<nlist>,PQ<m>x4fs,RFlat`: 4-bit PQ codes scanned with SIMD lookups (fast scan, ~10x
+  cheaper per list than Flat), the shortlist of `REFINE_K_FACTOR` x k re-ranked on the exact
+  vectors, held beside the codes: `IndexIDMap2` over `IndexRefineFlat` over
+  `IndexIVFPQFastScan`. Fast-scan lists cannot remove entries, so removals are tombstones, as
+  in HNSW (filtered by position at search time, cleared by the next rebuild). `IndexIDMap2` is not used here:
   its `remove_ids` compacts its id map but not the IVF's internal ids, so searches after a removal
   return wrong ids (seen on faiss 1.15). Until enough vectors exist to train the centroids
   (39 per list), an exact flat index stands in; once the memory grows past `retrain_factor` times
@@ -54,6 +59,9 @@ BLAS_FROM_WORK = 1536
 # block: 512 x 32,768 floats = 64 MB at most.
 BLAS_DATABASE_BLOCK = 32768
 BLAS_QUERY_BLOCK = 512
+# Fast-scan candidates re-ranked exactly per result wanted. At 10^6 MiniLM keys, IVF2048,
+# PQ192x4fs: 32 and 128 give the same recall@1 (0.987 at nprobe 512; tools/ivf_codecs.py).
+REFINE_K_FACTOR = 32
 
 VectorSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -63,7 +71,8 @@ class _Spec:
     kind: str  # flat | hnsw | ivf
     hnsw_m: int = 32
     nlist: int | None = None  # None: auto
-    coarse: str = "Flat"  # Flat | PQ<m>[x<bits>]
+    coarse: str = "Flat"  # Flat | PQ<m>[x<bits>] | PQ<m>x4fs
+    refine: bool = False  # exact re-ranking of the fast-scan shortlist (`,RFlat`)
 
 
 def _parse(spec: str) -> _Spec:
@@ -75,6 +84,8 @@ def _parse(spec: str) -> _Spec:
     if m.group(2):
         return _Spec("hnsw", hnsw_m=int(m.group(2)))
     nlist = None if m.group(4) == "auto" else int(m.group(4))
+    if m.group(8):
+        return _Spec("ivf", nlist=nlist, coarse=f"PQ{m.group(8)}x4fs", refine=True)
     return _Spec("ivf", nlist=nlist, coarse=m.group(5))
 
 
@@ -117,7 +128,7 @@ class VectorIndex:
         self.tombstones: set[int] = set()
         self._gpu = None
         self._gpu_stale = True
-        self._hnsw_params = None
+        self._search_params = None
         self._selector = None
         self.index = self._empty()
 
@@ -134,13 +145,32 @@ class VectorIndex:
 
     def _new_ivf(self, nlist: int):
         f = self.faiss
+        if self.s.refine:
+            refine = f.index_factory(self.dim, f"IVF{nlist},{self.s.coarse},RFlat",
+                                     f.METRIC_INNER_PRODUCT)
+            # Codes of the vectors, not of their residuals: one lookup table per query instead
+            # of one per probed list (at nprobe 512 the tables cost more than the scan).
+            f.downcast_index(refine.base_index).by_residual = False
+            return f.IndexIDMap2(refine)
         idx = f.index_factory(self.dim, f"IVF{nlist},{self.s.coarse}", f.METRIC_INNER_PRODUCT)
         idx.set_direct_map_type(f.DirectMap.Hashtable)
         return idx
 
+    def _ivf(self):
+        """The IndexIVF inside the index (under the id map and refinement, if any)."""
+        f = self.faiss
+        if self.s.refine:
+            return f.downcast_index(f.downcast_index(self.index.index).base_index)
+        return self.index
+
     @property
     def is_ivf(self) -> bool:
         return self.s.kind == "ivf" and self.trained_at > 0
+
+    @property
+    def keeps_removed(self) -> bool:
+        """Removed vectors stay in the structure as tombstones (HNSW, trained fast-scan IVF)."""
+        return self.s.kind == "hnsw" or (self.s.refine and self.is_ivf)
 
     def min_train(self) -> int:
         need = POINTS_PER_LIST * (self.s.nlist or 16)
@@ -151,8 +181,9 @@ class VectorIndex:
 
     def wants_rebuild(self, n_live: int) -> bool:
         """True when IVF centroids should be (re)trained, or HNSW tombstones cleared."""
-        if self.s.kind == "hnsw":
-            return len(self.tombstones) > TOMBSTONE_REBUILD * max(self.index.ntotal, 1)
+        if self.keeps_removed and \
+                len(self.tombstones) > TOMBSTONE_REBUILD * max(self.index.ntotal, 1):
+            return True
         if self.s.kind != "ivf" or n_live < self.min_train():
             return False
         return self.trained_at == 0 or n_live >= self.retrain_factor * self.trained_at
@@ -163,7 +194,7 @@ class VectorIndex:
         `source()` yields batches in id order; it is read twice for IVF (sample, then add).
         """
         self.tombstones.clear()
-        self._hnsw_params = None
+        self._search_params = None
         self._gpu_stale = True
         if self.s.kind != "ivf" or n_live < self.min_train():
             self.trained_at = 0
@@ -176,11 +207,12 @@ class VectorIndex:
         want = min(n_live, TRAIN_POINTS_PER_LIST * nlist)
         stride = max(1, n_live // want)
         sample = np.concatenate([v[::stride] for _, v in _offset_batches(source(), stride)])
-        idx.cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
+        self.index = idx
+        self._ivf().cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
         idx.train(sample)
         for ids, vecs in source():
             idx.add_with_ids(vecs, ids)
-        self.index, self.nlist, self.trained_at = idx, nlist, n_live
+        self.nlist, self.trained_at = nlist, n_live
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -190,14 +222,14 @@ class VectorIndex:
             self._gpu_stale = True
 
     def restore(self, ids: np.ndarray, vecs: np.ndarray) -> None:
-        """Make removed ids live again (an edit whose superseding edit was deleted): an HNSW
-        tombstone is lifted, since the vector never left the graph; other indexes add it."""
+        """Make removed ids live again (an edit whose superseding edit was deleted): a
+        tombstone is lifted, since the vector never left the structure; other indexes add it."""
         ids = np.asarray(ids, dtype=np.int64)
-        if self.s.kind == "hnsw" and len(ids):
+        if self.keeps_removed and len(ids):
             held = np.fromiter((int(i) in self.tombstones for i in ids), dtype=bool,
                                count=len(ids))
             self.tombstones.difference_update(ids[held].tolist())
-            self._hnsw_params = None
+            self._search_params = None
             self._gpu_stale = True
             ids, vecs = ids[~held], vecs[~held]
         self.add(ids, vecs)
@@ -206,9 +238,9 @@ class VectorIndex:
         ids = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if not len(ids):
             return
-        if self.s.kind == "hnsw":
+        if self.keeps_removed:
             self.tombstones.update(int(i) for i in ids)
-            self._hnsw_params = None
+            self._search_params = None
         else:
             self.index.remove_ids(ids)
         self._gpu_stale = True
@@ -235,7 +267,7 @@ class VectorIndex:
     def _params(self):
         f = self.faiss
         if self.s.kind == "hnsw":
-            if self._hnsw_params is None:
+            if self._search_params is None:
                 params = f.SearchParametersHNSW(efSearch=self.ef_search)
                 if self.tombstones:
                     batch = f.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
@@ -243,11 +275,34 @@ class VectorIndex:
                     params.sel = sel
                     # SWIG does not own these: keep them alive as long as the parameters
                     self._selector = (batch, sel)
-                self._hnsw_params = params
-            return self._hnsw_params
+                self._search_params = params
+            return self._search_params
+        if self.is_ivf and self.s.refine:
+            if self._search_params is None:
+                ivf = f.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
+                # The refinement ignores a selector of its own: the IVF one filters, and it
+                # sees positions, not the id map's ids.
+                keep = [ivf]
+                dead = self._dead_positions()
+                if dead is not None:
+                    batch = f.IDSelectorBatch(dead)
+                    ivf.sel = f.IDSelectorNot(batch)
+                    keep += [batch, ivf.sel]
+                self._search_params = f.IndexRefineSearchParameters(
+                    k_factor=REFINE_K_FACTOR, base_index_params=ivf)
+                self._selector = keep
+            return self._search_params
         if self.is_ivf:
             return f.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
         return None
+
+    def _dead_positions(self) -> np.ndarray | None:
+        """Positions, in the id map, of the tombstoned ids (None: none)."""
+        if not self.tombstones:
+            return None
+        id_map = self.faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        dead = np.isin(id_map, np.fromiter(self.tombstones, dtype=np.int64))
+        return np.flatnonzero(dead).astype(np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) each [n, k]; id -1 where fewer than k vectors are held."""
@@ -336,7 +391,7 @@ class VectorIndex:
     def set_param(self, param: str, value: int) -> None:
         """Search with `param` (nprobe | ef_search) at `value` from now on (what tune sets)."""
         setattr(self, param, int(value))
-        self._hnsw_params = None
+        self._search_params = None
         self._gpu_stale = True
 
     def _search_at(self, param: str, value: int, queries: np.ndarray, k: int):
@@ -348,17 +403,18 @@ class VectorIndex:
             self.set_param(param, old)
 
     def exhaustive(self, queries: np.ndarray, k: int):
-        """Exact top-k over what the index holds: every IVF list, or HNSW's flat storage (what
-        `tune` measures recall against)."""
+        """Exact top-k over what the index holds: every IVF list, or the exact vectors beside
+        HNSW's graph or the fast-scan codes (what `tune` measures recall against)."""
         f = self.faiss
-        if self.s.kind != "hnsw":
+        if not self.keeps_removed:
             return self._search_at("nprobe", self.nlist, queries, k)
-        storage = f.downcast_index(self.index.index).storage
+        inner = f.downcast_index(self.index.index)
+        storage = inner.refine_index if self.s.refine else inner.storage
         id_map = f.vector_to_array(self.index.id_map).astype(np.int64)
         params = None
-        if self.tombstones:
-            dead = np.flatnonzero(np.isin(id_map, np.fromiter(self.tombstones, dtype=np.int64)))
-            batch = f.IDSelectorBatch(dead.astype(np.int64))
+        dead = self._dead_positions()
+        if dead is not None:
+            batch = f.IDSelectorBatch(dead)
             sel = f.IDSelectorNot(batch)
             params = f.SearchParameters(sel=sel)
         scores, pos = storage.search(queries, k, params=params) if params else \
@@ -367,8 +423,8 @@ class VectorIndex:
 
     # -- GPU ---------------------------------------------------------------------------------
     def uses_gpu(self) -> bool:
-        if self.device == "cpu" or self.s.kind == "hnsw":  # faiss has no GPU HNSW
-            return False
+        if self.device == "cpu" or self.s.kind == "hnsw" or self.s.refine:
+            return False  # faiss has no GPU HNSW, fast scan or refinement
         from lte.availability import faiss_gpu_available
 
         return faiss_gpu_available()
@@ -402,7 +458,7 @@ class VectorIndex:
             index.set_direct_map_type(f.DirectMap.Hashtable)
         self.index, self.trained_at, self.nlist = index, trained_at, nlist
         self.tombstones.clear()
-        self._hnsw_params = None
+        self._search_params = None
         self._gpu_stale = True
         self.apply_tuning(tuning)
 

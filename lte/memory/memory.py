@@ -622,8 +622,8 @@ class EditMemory:
             return
         self._replay(int(meta["last_seq"]))
         self._snapshot_seq = int(meta["last_seq"])
-        if self.index.s.kind == "hnsw":
-            # HNSW keeps removed vectors (as tombstones); they are not listed in the snapshot.
+        if self.index.keeps_removed:
+            # Removed vectors stay (as tombstones); they are not listed in the snapshot.
             held = self.index.ids()
             self.index.remove(held[~np.isin(held, self.store.live_ids())].tolist())
         problem = self._check_consistent()
