@@ -71,7 +71,8 @@ def test_out_that_is_a_file_or_cannot_be_created(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("spec", ["HNSW0", "IVFauto,PQ0", "IVFauto,PQ7", "IVF0,Flat",
-                                  "IVF16,PQ8x0", "HNSW", "Flat,IVF"])
+                                  "IVF16,PQ8x0", "HNSW", "Flat,IVF", "IVFauto,PQ0x4fs,RFlat",
+                                  "IVFauto,PQ7x4fs,RFlat", "IVF16,PQ8x4fs", "IVF16,PQ8x8fs,RFlat"])
 def test_bad_index_specs_fail_before_the_folder_exists(tmp_path, capsys, spec):
     line = one_line_exit_2(capsys, ["memory", "build", "--edits",
                                     str(write_edits(tmp_path / "e.json")), "--out",

@@ -60,7 +60,8 @@ class MemoryConfig(Schema):
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     """the model that embeds edit keys and queries"""
     index: str = "Flat"
-    """FAISS factory string: Flat (exact), IVF<nlist|auto>,Flat, IVF<nlist|auto>,PQ<m>, HNSW<M>"""
+    """FAISS factory string: Flat (exact), IVF<nlist|auto>,Flat, IVF<nlist|auto>,PQ<m>,
+    IVF<nlist|auto>,PQ<m>x4fs,RFlat (fast-scan codes, exact re-ranking), HNSW<M>"""
     key: str = "question"
     """what is embedded: question (the paper) | descriptor"""
     conflict: str = "embedding"
