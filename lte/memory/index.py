@@ -157,12 +157,12 @@ class VectorIndex:
         idx.set_direct_map_type(f.DirectMap.Hashtable)
         return idx
 
-    def _ivf(self):
-        """The IndexIVF inside the index (under the id map and refinement, if any)."""
+    def _ivf(self, index):
+        """The IndexIVF inside `index` (under the id map and refinement, if any)."""
         f = self.faiss
         if self.s.refine:
-            return f.downcast_index(f.downcast_index(self.index.index).base_index)
-        return self.index
+            return f.downcast_index(f.downcast_index(index.index).base_index)
+        return index
 
     @property
     def is_ivf(self) -> bool:
@@ -208,12 +208,11 @@ class VectorIndex:
         want = min(n_live, TRAIN_POINTS_PER_LIST * nlist)
         stride = max(1, n_live // want)
         sample = np.concatenate([v[::stride] for _, v in _offset_batches(source(), stride)])
-        self.index = idx
-        self._ivf().cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
+        self._ivf(idx).cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
         idx.train(sample)
         for ids, vecs in source():
             idx.add_with_ids(vecs, ids)
-        self.nlist, self.trained_at = nlist, n_live
+        self.index, self.nlist, self.trained_at = idx, nlist, n_live
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
