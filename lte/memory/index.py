@@ -6,16 +6,19 @@ Index structures (`MemoryConfig.index`):
   id becomes a tombstone filtered out by an `IDSelector` at search time; the graph is rebuilt
   from the log once tombstones pass `TOMBSTONE_REBUILD` of it.
 - `IVF<nlist>,Flat` / `IVF<nlist>,PQ<m>` (`nlist` may be `auto`): the IVF index keeps the edit ids
-  itself (with a hashtable direct map for remove/reconstruct).
-- `IVF<nlist>,PQ<m>x4fs,RFlat`: 4-bit PQ codes scanned with SIMD lookups (fast scan, ~10x
-  cheaper per list than Flat), the shortlist of `REFINE_K_FACTOR` x k re-ranked on the exact
-  vectors, held beside the codes: `IndexIDMap2` over `IndexRefineFlat` over
-  `IndexIVFPQFastScan`. Fast-scan lists cannot remove entries, so removals are tombstones, as
-  in HNSW (filtered by position at search time, cleared by the next rebuild). `IndexIDMap2` is not used here:
+  itself (with a hashtable direct map for remove/reconstruct). `IndexIDMap2` is not used here:
   its `remove_ids` compacts its id map but not the IVF's internal ids, so searches after a removal
-  return wrong ids (seen on faiss 1.15). Until enough vectors exist to train the centroids
-  (39 per list), an exact flat index stands in; once the memory grows past `retrain_factor` times
-  the size it was trained at, the centroids are trained again from the log's vectors.
+  return wrong ids (seen on faiss 1.15).
+- `IVF<nlist>,PQ<m>x4fs,RFlat`: 4-bit PQ codes scanned with SIMD lookups (fast scan, ~5x
+  cheaper per list than Flat at 10^6 MiniLM keys), the shortlist of `REFINE_K_FACTOR` x k
+  re-ranked on the exact vectors, held beside the codes: `IndexIDMap2` over `IndexRefineFlat`
+  over `IndexIVFPQFastScan`. Fast-scan lists cannot remove entries, so removals are tombstones,
+  as in HNSW (filtered by position at search time, cleared by the next rebuild); the id map is
+  never compacted, so its ids stay right.
+
+Until enough vectors exist to train an IVF index's centroids (39 per list), an exact flat index
+stands in; once the memory grows past `retrain_factor` times the size it was trained at, the
+centroids are trained again from the log's vectors.
 
 Search settings are tuned (`tune`) at build and retrain time: the smallest IVF nprobe / HNSW
 efSearch whose recall@1 against exhaustive search reaches `MemoryConfig.target_recall`, on
@@ -151,18 +154,11 @@ class VectorIndex:
                                      f.METRIC_INNER_PRODUCT)
             # Codes of the vectors, not of their residuals: one lookup table per query instead
             # of one per probed list (at nprobe 512 the tables cost more than the scan).
-            f.downcast_index(refine.base_index).by_residual = False
+            f.extract_index_ivf(refine).by_residual = False
             return f.IndexIDMap2(refine)
         idx = f.index_factory(self.dim, f"IVF{nlist},{self.s.coarse}", f.METRIC_INNER_PRODUCT)
         idx.set_direct_map_type(f.DirectMap.Hashtable)
         return idx
-
-    def _ivf(self, index):
-        """The IndexIVF inside `index` (under the id map and refinement, if any)."""
-        f = self.faiss
-        if self.s.refine:
-            return f.downcast_index(f.downcast_index(index.index).base_index)
-        return index
 
     @property
     def is_ivf(self) -> bool:
@@ -181,7 +177,7 @@ class VectorIndex:
         return need
 
     def wants_rebuild(self, n_live: int) -> bool:
-        """True when IVF centroids should be (re)trained, or HNSW tombstones cleared."""
+        """True when IVF centroids should be (re)trained, or tombstones cleared."""
         if self.keeps_removed and \
                 len(self.tombstones) > TOMBSTONE_REBUILD * max(self.index.ntotal, 1):
             return True
@@ -208,7 +204,8 @@ class VectorIndex:
         want = min(n_live, TRAIN_POINTS_PER_LIST * nlist)
         stride = max(1, n_live // want)
         sample = np.concatenate([v[::stride] for _, v in _offset_batches(source(), stride)])
-        self._ivf(idx).cp.niter = 10  # centroids for routing, not a codebook: 10 rounds suffice
+        # centroids for routing, not a codebook: 10 rounds suffice
+        self.faiss.extract_index_ivf(idx).cp.niter = 10
         idx.train(sample)
         for ids, vecs in source():
             idx.add_with_ids(vecs, ids)
@@ -270,11 +267,8 @@ class VectorIndex:
             if self._search_params is None:
                 params = f.SearchParametersHNSW(efSearch=self.ef_search)
                 if self.tombstones:
-                    batch = f.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
-                    sel = f.IDSelectorNot(batch)
-                    params.sel = sel
-                    # SWIG does not own these: keep them alive as long as the parameters
-                    self._selector = (batch, sel)
+                    params.sel, self._selector = self._excluding(
+                        np.fromiter(self.tombstones, dtype=np.int64))
                 self._search_params = params
             return self._search_params
         if self.is_ivf and self.s.refine:
@@ -282,19 +276,24 @@ class VectorIndex:
                 ivf = f.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
                 # The refinement ignores a selector of its own: the IVF one filters, and it
                 # sees positions, not the id map's ids.
-                keep = [ivf]
+                keep: tuple = ()
                 dead = self._dead_positions()
                 if dead is not None:
-                    batch = f.IDSelectorBatch(dead)
-                    ivf.sel = f.IDSelectorNot(batch)
-                    keep += [batch, ivf.sel]
+                    ivf.sel, keep = self._excluding(dead)
                 self._search_params = f.IndexRefineSearchParameters(
                     k_factor=REFINE_K_FACTOR, base_index_params=ivf)
-                self._selector = keep
+                self._selector = (ivf, *keep)  # the parameters do not own their base ones
             return self._search_params
         if self.is_ivf:
             return f.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
         return None
+
+    def _excluding(self, ids: np.ndarray):
+        """An IDSelector of everything but `ids`, and what must stay alive while it is used
+        (SWIG does not own the selectors a parameter object points to)."""
+        batch = self.faiss.IDSelectorBatch(ids)
+        sel = self.faiss.IDSelectorNot(batch)
+        return sel, (batch, sel)
 
     def _dead_positions(self) -> np.ndarray | None:
         """Positions, in the id map, of the tombstoned ids (None: none)."""
@@ -414,8 +413,7 @@ class VectorIndex:
         params = None
         dead = self._dead_positions()
         if dead is not None:
-            batch = f.IDSelectorBatch(dead)
-            sel = f.IDSelectorNot(batch)
+            sel, _alive = self._excluding(dead)
             params = f.SearchParameters(sel=sel)
         scores, pos = storage.search(queries, k, params=params) if params else \
             storage.search(queries, k)
