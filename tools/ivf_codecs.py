@@ -3,11 +3,12 @@
     python tools/ivf_codecs.py --backend onnx-int8 --cache runs/scale-cache --out F.json
 
 The keys and rephrase questions of tools/bench_scale.py (from its vector cache: run its
-`--embed-only` first), one coarse quantizer (2,048 lists, trained once), and on it: 8-bit
-scalar codes and 4-bit fast-scan PQ codes, each with its shortlist re-ranked on the exact vectors
-(k_factor 32 and 128). For each nprobe: recall@1 of the rephrase questions against exact search
-and the p50 of one query on one thread. bench_scale's IVF,Flat row is the baseline (its
-`along_sweep`); this is where the `IVF..,PQ<m>x4fs,RFlat` index (preset `ivffs`) comes from.
+`--embed-only` first), one coarse quantizer (2,048 lists, trained once), and on it: the exact
+vectors (Flat, the baseline of the same run), 8-bit scalar codes and 4-bit fast-scan PQ codes,
+each with its shortlist re-ranked on the exact vectors (k_factor 32 and 128; a no-op for Flat).
+For each nprobe: recall@1 of the rephrase questions against exact search and the p50 of one
+query on one thread. This is where the `IVF..,PQ<m>x4fs,RFlat` index (preset `ivffs`) comes
+from.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-CODECS = ("SQ8", "PQ96x4fs", "PQ192x4fs")
+CODECS = ("Flat", "SQ8", "PQ96x4fs", "PQ192x4fs")
 K_FACTORS = (32, 128)
 NPROBES = (16, 32, 64, 128, 256, 512, 1024)
 
@@ -29,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="keys (distractors + eval edits)")
     ap.add_argument("--nlist", type=int, default=2048)
-    ap.add_argument("--codecs", default=",".join(CODECS), help="SQ8 and/or PQ<m>x4fs")
+    ap.add_argument("--codecs", default=",".join(CODECS), help="Flat, SQ8 and/or PQ<m>x4fs")
     ap.add_argument("--nprobes", default=",".join(map(str, NPROBES)))
     ap.add_argument("--k-factors", default=",".join(map(str, K_FACTORS)))
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -67,7 +68,9 @@ def main() -> None:
     for codec in args.codecs.split(","):
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(km.centroids)
-        if codec == "SQ8":
+        if codec == "Flat":
+            ivf = faiss.IndexIVFFlat(quantizer, d, args.nlist, faiss.METRIC_INNER_PRODUCT)
+        elif codec == "SQ8":
             ivf = faiss.IndexIVFScalarQuantizer(quantizer, d, args.nlist,
                                                 faiss.ScalarQuantizer.QT_8bit,
                                                 faiss.METRIC_INNER_PRODUCT)
